@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenbroker/tokenbroker/exchange"
+	"github.com/tokenbroker/tokenbroker/providers"
+)
+
+// Config is tokenbroker.yaml. Every scalar key can also be set by an
+// environment variable TOKENBROKER_<KEY> (upper case, "." -> "_"), e.g.
+// TOKENBROKER_SIGNING_ALGORITHM; flags win over the environment, which wins
+// over the file.
+type Config struct {
+	// Listen is the address of the HTTP API (default 127.0.0.1:8080).
+	Listen string `yaml:"listen"`
+	// PublicURL is the iss of minted JWTs and the base of discovery and JWKS
+	// (default http://<listen>).
+	PublicURL string `yaml:"public_url"`
+	// Store is sqlite://PATH (default sqlite://./tokenbroker.db).
+	Store string `yaml:"store"`
+	// Providers are the only issuers ever contacted.
+	Providers []ProviderConfig `yaml:"providers"`
+	// Policies is a policy file or a folder of them (default ./policies).
+	Policies string         `yaml:"policies"`
+	Signing  SigningConfig  `yaml:"signing"`
+	Limits   LimitsConfig   `yaml:"limits"`
+	Server   ServerTimeouts `yaml:"server"`
+
+	file string // where it came from, for messages
+}
+
+// ProviderConfig is one entry of providers:.
+type ProviderConfig struct {
+	Name       string   `yaml:"name"`
+	Preset     string   `yaml:"preset"`
+	Issuer     string   `yaml:"issuer"`
+	Algorithms []string `yaml:"algorithms"`
+}
+
+// SigningConfig is signing:.
+type SigningConfig struct {
+	// Algorithm is ES256 (default), RS256 or EdDSA.
+	Algorithm string `yaml:"algorithm"`
+}
+
+// LimitsConfig is limits: the bounds on incoming tokens and minted credentials.
+type LimitsConfig struct {
+	// Leeway is the clock skew allowed on exp, nbf and iat (default 30s).
+	Leeway Duration `yaml:"leeway"`
+	// MaxTokenLifetime caps exp - iat of incoming CI tokens (default 1h).
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	// MaxTTL caps the lifetime of minted credentials (default 1h).
+	MaxTTL Duration `yaml:"max_ttl"`
+	// JWKSCooldown is the least time between two JWKS refetches of an issuer
+	// for unknown kids (default 10s).
+	JWKSCooldown Duration `yaml:"jwks_cooldown"`
+	// MaxKeyStaleness is how long fetched issuer keys keep verifying while the
+	// issuer is unreachable (default 24h).
+	MaxKeyStaleness Duration `yaml:"max_key_staleness"`
+}
+
+// ServerTimeouts is server: the HTTP server's timeouts.
+type ServerTimeouts struct {
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"` // default 5s
+	ReadTimeout       Duration `yaml:"read_timeout"`        // default 10s
+	WriteTimeout      Duration `yaml:"write_timeout"`       // default 30s
+	IdleTimeout       Duration `yaml:"idle_timeout"`        // default 120s
+}
+
+// Duration is a time.Duration written as a Go duration string ("10m").
+type Duration time.Duration
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (use e.g. 30s, 10m, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// defaults fills what the file, environment and flags left empty.
+func (c *Config) defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.Store == "" {
+		c.Store = "sqlite://./tokenbroker.db"
+	}
+	if c.Policies == "" {
+		c.Policies = "./policies"
+	}
+	if c.Signing.Algorithm == "" {
+		c.Signing.Algorithm = exchange.DefaultAlgorithm
+	}
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.Limits.Leeway, providers.DefaultLeeway)
+	def(&c.Limits.MaxTokenLifetime, time.Hour)
+	def(&c.Limits.MaxTTL, exchange.DefaultMaxTTL)
+	def(&c.Limits.JWKSCooldown, 10*time.Second)
+	def(&c.Limits.MaxKeyStaleness, 24*time.Hour)
+	def(&c.Server.ReadHeaderTimeout, 5*time.Second)
+	def(&c.Server.ReadTimeout, 10*time.Second)
+	def(&c.Server.WriteTimeout, 30*time.Second)
+	def(&c.Server.IdleTimeout, 120*time.Second)
+}
+
+// loadConfig reads path (if not empty), then the environment.
+func loadConfig(path string, environ []string) (*Config, error) {
+	c := &Config{file: "(defaults)"}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		// An empty file is a valid, all-defaults config.
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		c.file = path
+	}
+	if err := applyEnv(reflect.ValueOf(c).Elem(), "TOKENBROKER", envMap(environ)); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+func envMap(environ []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "TOKENBROKER_") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// applyEnv sets every scalar field from TOKENBROKER_<YAML_PATH>.
+func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		val, ok := env[name]
+		if !ok {
+			continue
+		}
+		switch {
+		case f.Type == reflect.TypeOf(Duration(0)):
+			d, err := time.ParseDuration(val)
+			if err != nil {
+				return fmt.Errorf("%s: invalid duration %q", name, val)
+			}
+			fv.SetInt(int64(d))
+		case f.Type.Kind() == reflect.String:
+			fv.SetString(val)
+		case f.Type.Kind() == reflect.Int:
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return fmt.Errorf("%s: invalid number %q", name, val)
+			}
+			fv.SetInt(int64(n))
+		case f.Type.Kind() == reflect.Bool:
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return fmt.Errorf("%s: invalid boolean %q", name, val)
+			}
+			fv.SetBool(b)
+		}
+	}
+	return nil
+}
+
+// validate checks the whole config and reports every problem, each naming
+// the key and the file.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", c.file, key, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port", c.Listen)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		bad("public_url", "%q must be an absolute http(s) URL without query or fragment", c.PublicURL)
+	}
+	if !exchange.ValidAlgorithm(c.Signing.Algorithm) {
+		bad("signing.algorithm", "%q is not one of ES256, RS256, EdDSA", c.Signing.Algorithm)
+	}
+	if len(c.Providers) == 0 {
+		bad("providers", "at least one provider is required")
+	}
+	for i, p := range c.Providers {
+		if p.Preset == devPreset {
+			bad(fmt.Sprintf("providers[%d].preset", i), "%q is the development issuer of `tokenbroker dev`; serve never trusts it", p.Preset)
+		}
+	}
+	if c.Limits.Leeway < 0 || c.Limits.Leeway.D() > 5*time.Minute {
+		bad("limits.leeway", "%s must be between 0 and 5m", c.Limits.Leeway.D())
+	}
+	if c.Limits.MaxTTL.D() < time.Minute || c.Limits.MaxTTL.D() > 24*time.Hour {
+		bad("limits.max_ttl", "%s must be between 1m and 24h", c.Limits.MaxTTL.D())
+	}
+	return errors.Join(errs...)
+}
+
+// providerConfigs converts the providers: list.
+func (c *Config) providerConfigs() []providers.Config {
+	out := make([]providers.Config, 0, len(c.Providers))
+	for _, p := range c.Providers {
+		out = append(out, providers.Config{Name: p.Name, Preset: p.Preset, Issuer: p.Issuer, Algorithms: p.Algorithms})
+	}
+	return out
+}
+
+// loopbackAddr reports whether host:port names a loopback host.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,236 @@
+package exchange
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	_ "crypto/sha256" // registers crypto.SHA256 for thumbprints
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Signing algorithms the broker mints with.
+var signingAlgorithms = map[string]jose.SignatureAlgorithm{
+	"ES256": jose.ES256,
+	"RS256": jose.RS256,
+	"EdDSA": jose.EdDSA,
+}
+
+// DefaultAlgorithm is the signing algorithm when none is configured.
+const DefaultAlgorithm = "ES256"
+
+// rsaBits is the modulus size of generated RSA keys.
+const rsaBits = 3072
+
+// ValidAlgorithm reports whether alg is one the broker can sign with.
+func ValidAlgorithm(alg string) bool { _, ok := signingAlgorithms[alg]; return ok }
+
+// signingKey is a loaded key: its signer and public JWK.
+type signingKey struct {
+	stored StoredKey
+	signer jose.Signer
+	public jose.JSONWebKey
+}
+
+// KeyManager holds the broker's signing keys. It loads them from the store,
+// creates the first one on first start, signs with the current key and
+// publishes every live key in the JWKS. It reloads from the store
+// periodically, so keys created by another replica are picked up.
+type KeyManager struct {
+	store     SigningKeyStore
+	algorithm string
+	now       func() time.Time
+
+	mu      sync.RWMutex
+	current *signingKey
+	keys    []*signingKey
+	jwks    []byte
+}
+
+// NewKeyManager loads the signing keys of store, creating a key for
+// algorithm (DefaultAlgorithm when empty) if none is current. now may be nil.
+func NewKeyManager(ctx context.Context, store SigningKeyStore, algorithm string, now func() time.Time) (*KeyManager, error) {
+	if algorithm == "" {
+		algorithm = DefaultAlgorithm
+	}
+	if !ValidAlgorithm(algorithm) {
+		return nil, fmt.Errorf("exchange: unsupported signing algorithm %q", algorithm)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	m := &KeyManager{store: store, algorithm: algorithm, now: now}
+	cand, err := GenerateKey(algorithm, now())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.EnsureSigningKey(ctx, cand); err != nil {
+		return nil, fmt.Errorf("exchange: ensure signing key: %w", err)
+	}
+	if err := m.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// GenerateKey makes a new signing key for algorithm, active at once.
+func GenerateKey(algorithm string, now time.Time) (StoredKey, error) {
+	var priv crypto.Signer
+	var err error
+	switch algorithm {
+	case "ES256":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "RS256":
+		priv, err = rsa.GenerateKey(rand.Reader, rsaBits)
+	case "EdDSA":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return StoredKey{}, fmt.Errorf("exchange: unsupported signing algorithm %q", algorithm)
+	}
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("exchange: generate %s key: %w", algorithm, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("exchange: encode key: %w", err)
+	}
+	// The kid is the RFC 7638 thumbprint of the public key: stable, unique,
+	// and derivable by anyone holding the JWKS.
+	jwk := jose.JSONWebKey{Key: priv.Public()}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("exchange: thumbprint: %w", err)
+	}
+	now = now.UTC()
+	return StoredKey{
+		ID:         base64.RawURLEncoding.EncodeToString(tp),
+		Algorithm:  algorithm,
+		PrivateKey: der,
+		CreatedAt:  now,
+		ActiveAt:   now,
+	}, nil
+}
+
+func loadKey(sk StoredKey) (*signingKey, error) {
+	alg, ok := signingAlgorithms[sk.Algorithm]
+	if !ok {
+		return nil, fmt.Errorf("exchange: key %s: unsupported algorithm %q", sk.ID, sk.Algorithm)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(sk.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("exchange: key %s: %w", sk.ID, err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("exchange: key %s: not a signing key", sk.ID)
+	}
+	opts := (&jose.SignerOptions{}).WithType("at+jwt")
+	js, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: signer, KeyID: sk.ID}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("exchange: key %s: %w", sk.ID, err)
+	}
+	return &signingKey{
+		stored: sk,
+		signer: js,
+		public: jose.JSONWebKey{Key: signer.Public(), KeyID: sk.ID, Algorithm: sk.Algorithm, Use: "sig"},
+	}, nil
+}
+
+// Reload reads the keys from the store and swaps them in.
+func (m *KeyManager) Reload(ctx context.Context) error {
+	now := m.now()
+	stored, err := m.store.SigningKeys(ctx, now)
+	if err != nil {
+		return fmt.Errorf("exchange: load signing keys: %w", err)
+	}
+	var keys []*signingKey
+	var current *signingKey
+	pub := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	for _, sk := range stored {
+		k, err := loadKey(sk)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+		pub.Keys = append(pub.Keys, k.public)
+		if sk.Algorithm == m.algorithm && sk.RetiredAt.IsZero() && !sk.ActiveAt.After(now) {
+			if current == nil || sk.ActiveAt.After(current.stored.ActiveAt) {
+				current = k
+			}
+		}
+	}
+	if current == nil {
+		return errors.New("exchange: no active signing key for " + m.algorithm)
+	}
+	jwks, err := json.Marshal(pub)
+	if err != nil {
+		return fmt.Errorf("exchange: encode JWKS: %w", err)
+	}
+	m.mu.Lock()
+	m.current, m.keys, m.jwks = current, keys, jwks
+	m.mu.Unlock()
+	return nil
+}
+
+// Run reloads the keys every interval until ctx is done. Errors are
+// reported to onErr (if not nil) and the previous keys stay in use.
+func (m *KeyManager) Run(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.Reload(ctx); err != nil && onErr != nil {
+				onErr(err)
+			}
+		}
+	}
+}
+
+// JWKS returns the public key set as JSON (RFC 7517).
+func (m *KeyManager) JWKS() []byte {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.jwks
+}
+
+// Algorithms returns the algorithms of the published keys.
+func (m *KeyManager) Algorithms() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var algs []string
+	for _, k := range m.keys {
+		algs = appendUnique(algs, k.stored.Algorithm)
+	}
+	return algs
+}
+
+// Sign signs payload (a JSON claims set) with the current key and returns
+// the compact JWS and the kid used.
+func (m *KeyManager) Sign(payload []byte) (string, string, error) {
+	m.mu.RLock()
+	k := m.current
+	m.mu.RUnlock()
+	jws, err := k.signer.Sign(payload)
+	if err != nil {
+		return "", "", fmt.Errorf("exchange: sign: %w", err)
+	}
+	s, err := jws.CompactSerialize()
+	if err != nil {
+		return "", "", fmt.Errorf("exchange: serialize: %w", err)
+	}
+	return s, k.stored.ID, nil
+}
