@@ -50,4 +50,3 @@ func BenchmarkClaimParallel(b *testing.B) {
 	defer s.Close()
 	storetest.BenchClaimParallel(b, s)
 }
-
