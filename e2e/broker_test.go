@@ -176,11 +176,27 @@ type tokenResult struct {
 	RetryAfter string
 	Body       map[string]any
 	Raw        string
+	header     http.Header
 }
 
 // exchangeToken posts an RFC 8693 exchange to broker.
 func exchangeToken(t *testing.T, broker, subjectToken string, extra url.Values) tokenResult {
 	t.Helper()
+	res, err := tryExchange(broker, subjectToken, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := res.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("POST /token: Cache-Control = %q, want no-store", cc)
+	}
+	if res.RequestID == "" {
+		t.Errorf("POST /token: no X-Request-Id")
+	}
+	return res
+}
+
+// tryExchange is exchangeToken returning transport and decoding errors.
+func tryExchange(broker, subjectToken string, extra url.Values) (tokenResult, error) {
 	form := url.Values{
 		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":      {subjectToken},
@@ -189,33 +205,39 @@ func exchangeToken(t *testing.T, broker, subjectToken string, extra url.Values) 
 	for k, v := range extra {
 		form[k] = v
 	}
+	var res tokenResult
+	err := postForm(broker+"/token", form, &res)
+	return res, err
+}
+
+// postForm posts form to u and decodes the JSON answer into res.
+func postForm(u string, form url.Values, res *tokenResult) error {
+	return post(u, "application/x-www-form-urlencoded", form.Encode(), res)
+}
+
+// post sends body to u and decodes the JSON answer into res.
+func post(u, ctype, body string, res *tokenResult) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, broker+"/token", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Content-Type", ctype)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	res := tokenResult{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), RetryAfter: resp.Header.Get("Retry-After"), Raw: string(raw)}
+	*res = tokenResult{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), RetryAfter: resp.Header.Get("Retry-After"), Raw: string(raw), header: resp.Header}
 	if err := json.Unmarshal(raw, &res.Body); err != nil {
-		t.Fatalf("POST /token: status %d, body not JSON: %q", resp.StatusCode, raw)
+		return fmt.Errorf("POST %s: status %d, body not JSON: %q", u, resp.StatusCode, raw)
 	}
-	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("POST /token: Cache-Control = %q, want no-store", cc)
-	}
-	if res.RequestID == "" {
-		t.Errorf("POST /token: no X-Request-Id")
-	}
-	return res
+	return nil
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {

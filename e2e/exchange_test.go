@@ -73,23 +73,50 @@ policies:
       ttl: 10m
       claims:
         repository: "{{ .repository }}"
+  - name: artifacts-key
+    provider: github
+    audience: %BROKER%
+    subject: repo:octo-org/app:environment:prod
+    claims:
+      repository_owner_id: "1234567"
+    grant:
+      type: api_key
+      audience: [artifact-api]
+      scopes: [artifacts:write]
+      ttl: 10m
+      claims:
+        repository: "{{ .repository }}"
+        run_id: "{{ .run_id }}"
 `
 
 // brokerSetup writes a config for a broker trusting issuer and returns the
 // broker URL and the config path.
 func brokerSetup(t *testing.T, dir string, issuer *ciIssuer) (string, string) {
 	t.Helper()
+	return brokerSetupStore(t, dir, issuer, "sqlite://"+filepath.Join(dir, "tokenbroker.db"), "")
+}
+
+// brokerSetupStore is brokerSetup with a given store DSN and public URL
+// (empty: the listen URL). It returns the URL the broker listens on.
+func brokerSetupStore(t *testing.T, dir string, issuer *ciIssuer, storeDSN, publicURL string) (string, string) {
+	t.Helper()
 	addr := freeAddr(t)
 	brokerURL := "http://" + addr
-	pol := strings.ReplaceAll(e2ePolicies, "%BROKER%", brokerURL)
+	if publicURL == "" {
+		publicURL = brokerURL
+	}
+	pol := strings.ReplaceAll(e2ePolicies, "%BROKER%", publicURL)
 	if err := os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := "listen: " + addr + "\n" +
-		"public_url: " + brokerURL + "\n" +
-		"store: sqlite://" + filepath.Join(dir, "tokenbroker.db") + "\n" +
+		"public_url: " + publicURL + "\n" +
+		"store: " + storeDSN + "\n" +
 		"policies: " + filepath.Join(dir, "policies.yaml") + "\n" +
-		"providers:\n  - name: github\n    preset: github-actions\n    issuer: " + issuer.URL() + "\n"
+		"providers:\n  - name: github\n    preset: github-actions\n    issuer: " + issuer.URL() + "\n" +
+		// The streams of these tests come from one address and one subject;
+		// the rate limits have their own tests in package exchange.
+		"rate_limits:\n  client_ip: {rate: -1}\n  subject: {rate: -1}\n"
 	path := filepath.Join(dir, "tokenbroker.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -197,7 +224,7 @@ func verifyStock(t *testing.T, brokerURL, raw string) map[string]any {
 	if err := tok.Claims(&claims); err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

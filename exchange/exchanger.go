@@ -47,6 +47,11 @@ type Config struct {
 	ReplayLeeway time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// SubjectLimiter, when set, rate-limits exchanges per verified subject
+	// (iss + sub); over the limit the answer is 429.
+	SubjectLimiter *RateLimiter
+	// APIKeys, when set, enables requested_token_type api_key.
+	APIKeys *APIKeys
 }
 
 // Exchanger turns a verified CI ID token into a credential:
@@ -102,13 +107,16 @@ func (x *Exchanger) Exchange(ctx context.Context, req *Request) (*Response, *Out
 	if out.Token, err = x.verify(ctx, req.SubjectToken); err != nil {
 		return nil, out, err
 	}
+	if err := x.limitSubject(out.Token); err != nil {
+		return nil, out, err
+	}
 	if out.Decision, err = x.authorize(req, out.Token, kind); err != nil {
 		return nil, out, err
 	}
 	if err := x.claimOnce(ctx, out.Token, out.Decision); err != nil {
 		return nil, out, err
 	}
-	resp, err := x.mint(req, out)
+	resp, err := x.issue(ctx, req, out, kind)
 	if err != nil {
 		return nil, out, err
 	}
@@ -132,6 +140,9 @@ func (x *Exchanger) checkRequest(req *Request) (string, error) {
 	case "", TokenTypeJWT, TokenTypeAccessToken:
 		return policy.GrantJWT, nil
 	case TokenTypeAPIKey:
+		if x.cfg.APIKeys != nil {
+			return policy.GrantAPIKey, nil
+		}
 		return "", newError(CodeInvalidRequest, "requested_token_type "+TokenTypeAPIKey+" is not enabled on this broker", nil)
 	default:
 		return "", newError(CodeInvalidRequest, "unsupported requested_token_type", nil)

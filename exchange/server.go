@@ -32,13 +32,27 @@ type ServerConfig struct {
 	Registry *prometheus.Registry
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// ClientLimiter, when set, rate-limits POST /token per client IP (429).
+	ClientLimiter *RateLimiter
+	// MaxInFlight caps concurrent exchanges (zero: no cap); a request waits
+	// up to InFlightWait (zero: DefaultInFlightWait) for a slot, then gets 503.
+	MaxInFlight  int
+	InFlightWait time.Duration
+	// SeparateMetrics leaves /metrics off the API; serve it from
+	// MetricsHandler on an admin listener instead.
+	SeparateMetrics bool
+	// APIKeys, when set, serves POST /v1/keys/verify.
+	APIKeys *APIKeys
+	// Revoker, when set, serves POST /revoke and POST /introspect.
+	Revoker *Revoker
 }
 
 // Server is the broker's HTTP API on Echo.
 type Server struct {
-	cfg     ServerConfig
-	echo    *echo.Echo
-	metrics *metrics
+	cfg      ServerConfig
+	echo     *echo.Echo
+	metrics  *metrics
+	inFlight *inFlight
 }
 
 // NewServer builds the routes of the HTTP API of DESIGN.md.
@@ -55,7 +69,7 @@ func NewServer(cfg ServerConfig) *Server {
 	// The client address is the TCP peer unless a deployment says otherwise:
 	// X-Forwarded-For from anyone would let a caller pick its own address.
 	e.IPExtractor = echo.ExtractIPDirect()
-	s := &Server{cfg: cfg, echo: e, metrics: newMetrics(cfg.Registry)}
+	s := &Server{cfg: cfg, echo: e, metrics: newMetrics(cfg.Registry), inFlight: newInFlight(cfg.MaxInFlight, cfg.InFlightWait)}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(requestID)
 	e.POST("/token", s.token)
@@ -63,8 +77,16 @@ func NewServer(cfg ServerConfig) *Server {
 	e.GET("/.well-known/jwks.json", s.jwks)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	s.credentialRoutes()
+	if !cfg.SeparateMetrics {
+		e.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
+	}
 	return s
+}
+
+// MetricsHandler serves the Prometheus metrics (for an admin listener).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
 }
 
 // Handler returns the API as an http.Handler.
@@ -142,6 +164,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 func (s *Server) token(c echo.Context) error {
 	start := s.cfg.Now()
 	ev := AuditEvent{Time: start, RequestID: reqID(c), ClientIP: c.RealIP(), Action: "token.exchange"}
+	release, refused := s.admit(c)
+	if refused != nil {
+		// Not audited: no token was read, and a flood must not become a
+		// flood of audit rows. The metrics count it.
+		s.metrics.observe(AuditEvent{Outcome: OutcomeDenied, ErrorCode: refused.Code}, s.cfg.Now().Sub(start))
+		return writeError(c, refused)
+	}
+	defer release()
 	resp, out, err := s.exchange(c)
 	if out != nil {
 		ev.TokenType = out.TokenType
@@ -151,6 +181,11 @@ func (s *Server) token(c echo.Context) error {
 		if d := out.Decision; d != nil {
 			ev.Policy, ev.Candidates = d.Policy, d.Candidates
 			ev.Audience, ev.Scopes = d.Grant.Audience, d.Grant.Scopes
+			if len(d.Lifted) > 0 {
+				// The lint refusals the selected policy lifts (allow:), so the
+				// trail shows each exchange that relied on one.
+				ev.Reason = "lifted: " + strings.Join(d.Lifted, ", ")
+			}
 		}
 		ev.CredentialID, ev.ExpiresAt = out.CredentialID, out.ExpiresAt
 	}

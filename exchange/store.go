@@ -6,13 +6,16 @@ import (
 	"time"
 )
 
-// Store is everything the broker keeps: signing keys, the replay cache and the
-// audit trail. Implementations live under exchange/store (SQLite, the default)
-// and must pass the conformance suite in exchange/store/storetest.
+// Store is everything the broker keeps: signing keys, the replay cache, the
+// audit trail, API keys and revoked JWTs. Implementations live under
+// exchange/store (SQLite, the default) and must pass the conformance suite in
+// exchange/store/storetest.
 type Store interface {
 	SigningKeyStore
 	ReplayCache
 	AuditStore
+	APIKeyStore
+	RevocationStore
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store.
@@ -113,4 +116,86 @@ type AuditStore interface {
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	// QueryAudit returns matching events, newest first.
 	QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+}
+
+// ErrNotFound is returned by a store for an API key it does not hold.
+var ErrNotFound = errors.New("exchange: not found")
+
+// APIKey is an API key as the store keeps it: never the key itself, only
+// its SHA-256 hash, plus what a verification reports.
+type APIKey struct {
+	// ID is the short, non-secret key id ("kid_..."), derived from Hash;
+	// listings and the audit trail show it.
+	ID string
+	// Hash is the SHA-256 of the key (32 bytes).
+	Hash []byte
+	// Subject and Issuer are the sub and iss of the CI token exchanged.
+	Subject string
+	Issuer  string
+	// Policy is the trust policy that granted the key.
+	Policy   string
+	Audience []string
+	Scopes   []string
+	// Metadata are the grant's rendered claims (repository, ref, run id, ...).
+	Metadata  map[string]string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// Uses is the number of uses granted; 0 means unlimited.
+	Uses int64
+	// Remaining is the number of uses left; it means nothing when Uses is 0.
+	Remaining int64
+	// RevokedAt, when set, is when the key was revoked.
+	RevokedAt time.Time
+}
+
+// Limited reports whether the key has a number of uses.
+func (k *APIKey) Limited() bool { return k.Uses > 0 }
+
+// APIKeyQuery selects API keys for listings; zero fields do not filter.
+type APIKeyQuery struct {
+	Subject string
+	Policy  string
+	// Now, when set, leaves out keys expired or revoked at Now.
+	Now time.Time
+	// Limit caps the number of keys returned, newest first; 0 means 100.
+	Limit int
+}
+
+// APIKeyStore keeps API keys, shared by every replica.
+type APIKeyStore interface {
+	// InsertAPIKeys stores keys in one transaction: all or none. A key
+	// whose hash or id is already stored fails the whole call.
+	InsertAPIKeys(ctx context.Context, keys []APIKey) error
+	// APIKeyByHash returns the key of the given hash, or ErrNotFound.
+	APIKeyByHash(ctx context.Context, hash []byte) (APIKey, error)
+	// APIKeyByID returns the key of the given id, or ErrNotFound.
+	APIKeyByID(ctx context.Context, id string) (APIKey, error)
+	// UseAPIKey spends one use of the key of hash if it is usable at now:
+	// held, not revoked, ExpiresAt after now and, when limited, with a use
+	// left. It returns the key as it stands after the call and whether a
+	// use was granted. The check and the decrement are one atomic step
+	// across every replica: N concurrent calls on a key with N uses grant
+	// exactly N. An unknown hash gives ErrNotFound.
+	UseAPIKey(ctx context.Context, hash []byte, now time.Time) (key APIKey, used bool, err error)
+	// RevokeAPIKey marks the key of id revoked at now and reports whether it
+	// was held and not yet revoked.
+	RevokeAPIKey(ctx context.Context, id string, now time.Time) (bool, error)
+	// RevokeAPIKeyByHash is RevokeAPIKey by hash.
+	RevokeAPIKeyByHash(ctx context.Context, hash []byte, now time.Time) (bool, error)
+	// ListAPIKeys returns matching keys, newest first.
+	ListAPIKeys(ctx context.Context, q APIKeyQuery) ([]APIKey, error)
+	// PurgeAPIKeys deletes the keys that expired before the given time and
+	// returns how many it deleted.
+	PurgeAPIKeys(ctx context.Context, expiredBefore time.Time) (int64, error)
+}
+
+// RevocationStore keeps the jti of revoked JWTs until they expire.
+type RevocationStore interface {
+	// RevokeToken records jti as revoked until the given time (the token's
+	// exp); revoking it again keeps the later time.
+	RevokeToken(ctx context.Context, jti string, until time.Time) error
+	// TokenRevoked reports whether jti is recorded as revoked.
+	TokenRevoked(ctx context.Context, jti string) (bool, error)
+	// PurgeRevokedTokens deletes the entries that expired before now.
+	PurgeRevokedTokens(ctx context.Context, now time.Time) (int64, error)
 }

@@ -26,12 +26,15 @@ const (
 type condition struct {
 	src string
 	prg cel.Program
+	// claims are the claims the condition names with a constant, for the
+	// typo check against the issuer's known claims.
+	claims []claimRef
 }
 
 // newCELEnv declares the one variable a condition sees: claims, a
 // map(string, dyn) of the verified token's claims.
 func newCELEnv() (*cel.Env, error) {
-	env, err := cel.NewEnv(cel.Variable("claims", cel.MapType(cel.StringType, cel.DynType)))
+	env, err := cel.NewEnv(cel.Variable(celClaimsVar, cel.MapType(cel.StringType, cel.DynType)))
 	if err != nil {
 		return nil, fmt.Errorf("policy: cel environment: %w", err)
 	}
@@ -60,7 +63,7 @@ func compileCondition(env *cel.Env, src string) (*condition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid CEL program: %w", err)
 	}
-	return &condition{src: src, prg: prg}, nil
+	return &condition{src: src, prg: prg, claims: claimRefs(ast)}, nil
 }
 
 // eval runs the condition. An evaluation error (absent claim, cost limit,

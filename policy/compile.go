@@ -56,7 +56,7 @@ func newCompiler(opts LoadOptions) (*compiler, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &compiler{byName: map[string]*Issuer{}, byURL: map[string]*Issuer{}, strict: opts.Issuers != nil, env: env}
+	c := &compiler{byName: map[string]*Issuer{}, byURL: map[string]*Issuer{}, strict: opts.Issuers != nil && !opts.AllowUnknownIssuers, env: env}
 	for i := range opts.Issuers {
 		is := &opts.Issuers[i]
 		if is.Name != "" {
@@ -103,9 +103,10 @@ func (c *compiler) policy(p *Policy) error {
 	}
 	rule, rerrs := c.rule(p.Issuer, p.Provider, p.Subject, p.SubjectPattern, p.Claims, p.Condition, true, p.errorf)
 	errs = append(errs, rerrs...)
+	known := slices.Concat(lintKeys, liftKeys(rule.info))
 	for _, a := range p.Allow {
-		if !slices.Contains(lintKeys, a) {
-			add("allow", "unknown refusal %q (known: %v)", a, lintKeys)
+		if !slices.Contains(known, a) {
+			add("allow", "unknown refusal %q (known: %v)", a, known)
 		}
 	}
 	cp := &compiledPolicy{grantType: p.Grant.Type}
@@ -239,6 +240,8 @@ func (c *compiler) rule(issuer, provider, subject, pattern string, claims map[st
 		cc, err := compileCondition(c.env, cond)
 		if err != nil {
 			add("condition", "%v", err)
+		} else {
+			errs = append(errs, unknownConditionClaims(r, cc, errorf)...)
 		}
 		r.cond = cc
 	}

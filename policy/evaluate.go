@@ -55,9 +55,12 @@ func (st *reqState) tokenType() string {
 }
 
 // Evaluate decides a request:
-//  1. a matching guardrail denies (DenyGuardrail);
+//  1. a matching guardrail denies (DenyGuardrail), except an issuer
+//     guardrail (Issuer.Guardrails) that a policy may lift: it is noted;
 //  2. the policies whose identity matchers match are the candidates
 //     (none: DenyNoMatch, naming the closest policy and why it failed);
+//     when an issuer guardrail of step 1 matched, only the candidates
+//     that lift it with allow: remain (none: DenyGuardrail);
 //  3. candidates granting another credential type drop (DenyTokenType);
 //  4. candidates not granting every requested target drop (DenyTarget);
 //  5. candidates not granting every requested scope drop (DenyScope);
@@ -69,10 +72,16 @@ func (st *reqState) tokenType() string {
 // A refusal is returned as a *DenyError.
 func (s *Set) Evaluate(req Request) (*Decision, error) {
 	st := &reqState{req: req}
-	if err := s.checkGuardrails(st); err != nil {
+	liftable, err := s.checkGuardrails(st)
+	if err != nil {
 		return nil, err
 	}
 	matched, err := s.candidates(st)
+	if err == nil {
+		matched, err = liftedGuardrailDeny(matched, liftable)
+	} else if len(liftable) > 0 {
+		_, err = liftedGuardrailDeny(nil, liftable) // the guardrail is the reason
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -150,15 +159,23 @@ func newDecision(p *Policy, st *reqState, claims map[string]string) *Decision {
 	}
 }
 
-func (s *Set) checkGuardrails(st *reqState) error {
+// checkGuardrails denies when a guardrail that nothing lifts matches the
+// token, and returns the matching guardrails that a policy may lift.
+func (s *Set) checkGuardrails(st *reqState) ([]*Guardrail, error) {
+	var liftable []*Guardrail
 	for _, i := range s.gindex.lookup(st.req.Issuer, st.req.Subject, nil) {
 		g := s.guardrails[i]
-		if matchRule(g.compiled, st) == nil {
-			return &DenyError{Code: DenyGuardrail, Policy: g.Name, Reason: fmt.Sprintf(
-				"guardrail %q (%s) matches the token", g.Name, location(g.File, g.Line))}
+		if matchRule(g.compiled, st) != nil {
+			continue
 		}
+		if g.lift != "" {
+			liftable = append(liftable, g)
+			continue
+		}
+		return nil, &DenyError{Code: DenyGuardrail, Policy: g.Name, Reason: fmt.Sprintf(
+			"guardrail %q (%s) matches the token", g.Name, location(g.File, g.Line))}
 	}
-	return nil
+	return liftable, nil
 }
 
 // candidates returns the policies whose identity matchers match, in

@@ -38,7 +38,8 @@ type refusal struct {
 }
 
 // lint checks a compiled policy. Refusals not lifted by allow: are errors;
-// lifted ones and risky-but-legal shapes are warnings.
+// lifted ones, lifted issuer guardrails and risky-but-legal shapes are
+// warnings.
 func lint(p *Policy, guardrails []*Guardrail) ([]error, []Warning) {
 	var errs []error
 	var warns []Warning
@@ -59,6 +60,7 @@ func lint(p *Policy, guardrails []*Guardrail) ([]error, []Warning) {
 			warn("allow", "allow: %s lifts nothing; remove it", a)
 		}
 	}
+	warns = append(warns, liftedGuardrailWarnings(p, guardrails)...)
 	c := p.compiled
 	if m := c.claim(claimEventName); m != nil && m.match(eventPullRequestTarget) {
 		warn("claims."+claimEventName, "admits event_name %s, which runs with the base repository's privileges on pull requests from forks", eventPullRequestTarget)
@@ -66,10 +68,10 @@ func lint(p *Policy, guardrails []*Guardrail) ([]error, []Warning) {
 	if !hasDeployScope(p.Grant.Scopes) {
 		return errs, warns
 	}
-	if emits(c.info, claimRunnerEnvironment) && c.claim(claimRunnerEnvironment) == nil && !guarded(c.issuer, guardrails, claimRunnerEnvironment) {
+	if emits(c.info, claimRunnerEnvironment) && c.claim(claimRunnerEnvironment) == nil && !guarded(p, guardrails, claimRunnerEnvironment) {
 		warn("grant.scopes", "grants a deploy scope without excluding self-hosted runners: add claims.%s: github-hosted or a guardrail on %s", claimRunnerEnvironment, claimRunnerEnvironment)
 	}
-	if emits(c.info, claimEventName) && c.claim(claimEventName) == nil && !strings.Contains(p.Condition, claimEventName) && !guarded(c.issuer, guardrails, claimEventName) {
+	if emits(c.info, claimEventName) && c.claim(claimEventName) == nil && !strings.Contains(p.Condition, claimEventName) && !guarded(p, guardrails, claimEventName) {
 		warn("grant.scopes", "grants a deploy scope for every event: pin claims.%s (e.g. push) or add a guardrail denying %s", claimEventName, eventPullRequestTarget)
 	}
 	return errs, warns
@@ -140,11 +142,12 @@ func emits(is *Issuer, claim string) bool {
 	return is == nil || is.KnownClaims == nil || slices.Contains(is.KnownClaims, claim)
 }
 
-// guarded reports whether a guardrail on the issuer constrains the claim.
-func guarded(issuer string, guardrails []*Guardrail, claim string) bool {
+// guarded reports whether a guardrail on the policy's issuer, and not
+// lifted by the policy, constrains the claim.
+func guarded(p *Policy, guardrails []*Guardrail, claim string) bool {
 	for _, g := range guardrails {
 		gc := g.compiled
-		if gc == nil || (gc.issuer != "" && gc.issuer != issuer) {
+		if gc == nil || (gc.issuer != "" && gc.issuer != p.compiled.issuer) || lifts(p, g) {
 			continue
 		}
 		if gc.claim(claim) != nil || strings.Contains(g.Condition, claim) {

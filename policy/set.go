@@ -85,8 +85,9 @@ func isPolicyFile(name string) bool {
 	return false
 }
 
-// NewSet compiles, lints and indexes the files' policies and guardrails.
-// Policy names must be unique across the set. Every error is returned,
+// NewSet compiles, lints and indexes the files' policies and guardrails,
+// after the guardrails of opts.Issuers (which come first in the set).
+// Policy names, and guardrail names, must be unique across the set. Every error is returned,
 // joined; each is an *Error naming file, line, policy and key.
 func NewSet(files []*File, opts LoadOptions) (*Set, error) {
 	c, err := newCompiler(opts)
@@ -94,12 +95,17 @@ func NewSet(files []*File, opts LoadOptions) (*Set, error) {
 		return nil, err
 	}
 	s := &Set{pindex: newRuleIndex(), gindex: newRuleIndex()}
-	var errs []error
+	igs, errs := c.issuerGuardrails(opts.Issuers)
 	gseen := map[string]*Guardrail{}
+	for _, g := range igs {
+		gseen[g.Name] = g
+		s.gindex.add(g.compiled.issuer, g.compiled.subject, len(s.guardrails))
+		s.guardrails = append(s.guardrails, g)
+	}
 	for _, f := range files {
 		for _, g := range f.Guardrails {
 			if prev, dup := gseen[g.Name]; dup && g.Name != "" {
-				errs = append(errs, g.errorf("name", "duplicate guardrail name, first defined at %s", location(prev.File, prev.Line)))
+				errs = append(errs, g.errorf("name", "duplicate guardrail name, first defined by %s", location(prev.File, prev.Line)))
 				continue
 			}
 			gseen[g.Name] = g

@@ -51,6 +51,10 @@ type Config struct {
 	// Issuer overrides the preset's issuer; required for generic. It is
 	// compared with a token's iss byte for byte.
 	Issuer string
+	// Params fill the placeholders of the preset's issuer template, e.g.
+	// org_id for circleci, enterprise or host for github-actions; nil means
+	// the preset's fixed issuer. Set Issuer or Params, not both.
+	Params map[string]string
 	// Algorithms restricts the accepted signing algorithms; empty means the
 	// preset's. Only asymmetric algorithms are accepted.
 	Algorithms []string
@@ -180,12 +184,15 @@ func resolveConfig(c Config) (resolved, error) {
 	if !ok {
 		return resolved{}, fmt.Errorf("unknown preset %q", c.Preset)
 	}
-	issuer := p.Issuer
-	if c.Issuer != "" {
-		issuer = c.Issuer
-	}
-	if issuer == "" {
-		return resolved{}, fmt.Errorf("preset %q needs an issuer", presetName)
+	issuer := c.Issuer
+	switch {
+	case issuer != "" && len(c.Params) > 0:
+		return resolved{}, fmt.Errorf("set issuer or the preset's parameters, not both")
+	case issuer == "":
+		var err error
+		if issuer, err = resolveIssuer(p, c.Params); err != nil {
+			return resolved{}, err
+		}
 	}
 	origin, err := validateIssuerURL(issuer)
 	if err != nil {

@@ -102,7 +102,9 @@ func TestPresets(t *testing.T) {
 	for _, p := range Presets() {
 		names = append(names, p.Name)
 	}
-	if diff := cmp.Diff([]string{"github-actions", "generic"}, names); diff != "" {
+	want := []string{"github-actions", "gitlab", "circleci", "buildkite", "bitbucket-pipelines",
+		"azure-devops", "google", "terraform-cloud", "generic"}
+	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("Presets names (-want +got):\n%s", diff)
 	}
 }
@@ -120,7 +122,9 @@ func TestProviders(t *testing.T) {
 		{
 			Name: "github", Issuer: "https://token.actions.githubusercontent.com", Preset: "github-actions",
 			Shared: true, TenantClaims: []string{"repository_owner_id", "repository_id"},
-			KnownClaims: gh.Claims, Algorithms: []string{"RS256"},
+			RepositoryClaims: []string{"repository_id", "repository"},
+			KnownClaims:      gh.Claims, Algorithms: []string{"RS256"},
+			Guardrails: gh.Guardrails,
 		},
 		{Name: "ci", Issuer: "http://127.0.0.1:9000", Preset: "generic", Algorithms: []string{"ES256"}},
 	}

@@ -72,7 +72,7 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 // verify does the work of VerifySignature and also returns the kid of the
 // key that verified.
 func (k *keySet) verify(ctx context.Context, jwt string) ([]byte, string, error) {
-	jws, err := jose.ParseSigned(jwt, k.algs)
+	jws, err := jose.ParseSignedCompact(jwt, k.algs)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", ErrMalformed, err)
 	}

@@ -32,12 +32,19 @@ type Provider struct {
 	Preset string
 	// Shared is true when many tenants share the issuer.
 	Shared bool
-	// TenantClaims are the claims that pin a tenant on a shared issuer.
+	// TenantClaims are the claims that pin a tenant on a shared issuer; nil
+	// when the issuer is not shared.
 	TenantClaims []string
+	// RepositoryClaims are the claims that pin one repository or project;
+	// nil when the preset does not name them.
+	RepositoryClaims []string
 	// KnownClaims are the claims the preset documents; nil for generic.
 	KnownClaims map[string]ClaimType
 	// Algorithms are the accepted signing algorithms.
 	Algorithms []string
+	// Guardrails are the preset's default deny rules, applied to every
+	// token of the issuer; nil when the preset has none.
+	Guardrails []DefaultGuardrail
 }
 
 // IssuerStats counts the outbound requests made for one provider.
@@ -242,16 +249,27 @@ func (r *Registry) Providers() []Provider {
 	out := make([]Provider, 0, len(r.issuers))
 	for _, iss := range r.issuers {
 		out = append(out, Provider{
-			Name:         iss.name,
-			Issuer:       iss.issuer,
-			Preset:       iss.preset.Name,
-			Shared:       iss.preset.Shared,
-			TenantClaims: slices.Clone(iss.preset.TenantClaims),
-			KnownClaims:  maps.Clone(iss.preset.Claims),
-			Algorithms:   slices.Clone(iss.algorithms),
+			Name:             iss.name,
+			Issuer:           iss.issuer,
+			Preset:           iss.preset.Name,
+			Shared:           iss.preset.Shared,
+			TenantClaims:     tenantClaims(iss.preset),
+			RepositoryClaims: slices.Clone(iss.preset.RepositoryClaims),
+			KnownClaims:      maps.Clone(iss.preset.Claims),
+			Algorithms:       slices.Clone(iss.algorithms),
+			Guardrails:       clonePreset(iss.preset).Guardrails,
 		})
 	}
 	return out
+}
+
+// tenantClaims returns the preset's tenant claims when its issuer is shared:
+// policy lint reads a non-empty list as "shared".
+func tenantClaims(p Preset) []string {
+	if !p.Shared {
+		return nil
+	}
+	return slices.Clone(p.TenantClaims)
 }
 
 // Stats returns the outbound request counts per provider name, for metrics

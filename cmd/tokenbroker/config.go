@@ -38,6 +38,11 @@ type Config struct {
 	Signing  SigningConfig  `yaml:"signing"`
 	Limits   LimitsConfig   `yaml:"limits"`
 	Server   ServerTimeouts `yaml:"server"`
+	// RateLimits are the flood limits on POST /token (limits.go).
+	RateLimits RateLimitsConfig `yaml:"rate_limits"`
+	// AdminListen, when set, serves /metrics on this address instead of on
+	// the public listener.
+	AdminListen string `yaml:"admin_listen"`
 
 	file string // where it came from, for messages
 }
@@ -48,6 +53,11 @@ type ProviderConfig struct {
 	Preset     string   `yaml:"preset"`
 	Issuer     string   `yaml:"issuer"`
 	Algorithms []string `yaml:"algorithms"`
+	// Params fill the preset's issuer template: org_id (circleci,
+	// azure-devops), enterprise or host (github-actions), host (gitlab,
+	// terraform-cloud), workspace (bitbucket-pipelines). Written inline:
+	// `org_id: ...` next to `preset:`.
+	Params map[string]string `yaml:",inline"`
 }
 
 // SigningConfig is signing:.
@@ -128,6 +138,7 @@ func (c *Config) defaults() {
 	def(&c.Server.ReadTimeout, 10*time.Second)
 	def(&c.Server.WriteTimeout, 30*time.Second)
 	def(&c.Server.IdleTimeout, 120*time.Second)
+	c.RateLimits.defaults()
 }
 
 // loadConfig reads path (if not empty), then the environment.
@@ -198,6 +209,12 @@ func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
 				return fmt.Errorf("%s: invalid number %q", name, val)
 			}
 			fv.SetInt(int64(n))
+		case f.Type.Kind() == reflect.Float64:
+			x, err := strconv.ParseFloat(val, 64)
+			if err != nil {
+				return fmt.Errorf("%s: invalid number %q", name, val)
+			}
+			fv.SetFloat(x)
 		case f.Type.Kind() == reflect.Bool:
 			b, err := strconv.ParseBool(val)
 			if err != nil {
@@ -239,6 +256,7 @@ func (c *Config) validate() error {
 	if c.Limits.MaxTTL.D() < time.Minute || c.Limits.MaxTTL.D() > 24*time.Hour {
 		bad("limits.max_ttl", "%s must be between 1m and 24h", c.Limits.MaxTTL.D())
 	}
+	errs = append(errs, c.validateLimits())
 	return errors.Join(errs...)
 }
 
@@ -246,7 +264,7 @@ func (c *Config) validate() error {
 func (c *Config) providerConfigs() []providers.Config {
 	out := make([]providers.Config, 0, len(c.Providers))
 	for _, p := range c.Providers {
-		out = append(out, providers.Config{Name: p.Name, Preset: p.Preset, Issuer: p.Issuer, Algorithms: p.Algorithms})
+		out = append(out, providers.Config{Name: p.Name, Preset: p.Preset, Issuer: p.Issuer, Algorithms: p.Algorithms, Params: p.Params})
 	}
 	return out
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,10 +20,22 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := rootCmd().ExecuteContext(ctx); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			stop()
+			os.Exit(ee.code) // the command has said why
+		}
 		fmt.Fprintln(os.Stderr, "tokenbroker:", err)
+		stop()
 		os.Exit(1)
 	}
 }
+
+// exitError ends the process with a documented exit code after the command
+// has printed its own message (see `tokenbroker exchange`).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -31,7 +44,10 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), devCmd(), versionCmd())
+	root.AddCommand(serveCmd(), devCmd(), versionCmd(), exchangeCmd(), providersCmd())
+	root.AddCommand(policyCmd())
+	root.AddCommand(apikeysCmd())
+	root.AddCommand(auditCmd())
 	return root
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -89,10 +90,14 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	if err := warm(ctx, reg, log); err != nil {
 		return err
 	}
-	policies, err := loadPolicies(cfg.Policies, reg, log)
+	loadSet := func() (*policy.Set, error) { return loadPolicies(cfg.Policies, reg, log) }
+	initial, err := loadSet()
 	if err != nil {
 		return err
 	}
+	policies := policy.NewHolder(initial)
+	metricsReg := prometheus.NewRegistry()
+	startPolicyReload(ctx, cfg.Policies, policies, loadSet, metricsReg, log)
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return fmt.Errorf("%s: store: %w", cfg.file, err)
@@ -104,7 +109,21 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	}
 	go keys.Run(ctx, time.Minute, func(err error) { log.Error("reload signing keys", slog.Any("err", err)) })
 	go purgeReplay(ctx, st, log)
+	go purgeCredentials(ctx, st, log)
+	apiKeys, err := exchange.NewAPIKeys(exchange.APIKeysConfig{Store: st})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = apiKeys.Close() }()
+	revoker, err := exchange.NewRevoker(exchange.RevokerConfig{Issuer: cfg.PublicURL, Keys: keys, Tokens: st, APIKeys: apiKeys})
+	if err != nil {
+		return err
+	}
 	audit := exchange.NewAuditWriter(st, exchange.AuditWriterOptions{Logger: log})
+	clientLimit, subjectLimit, err := cfg.limits()
+	if err != nil {
+		return err
+	}
 	x, err := exchange.NewExchanger(exchange.Config{
 		Issuer:   cfg.PublicURL,
 		Verifier: reg,
@@ -112,6 +131,9 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 		Replay:   st,
 		Signer:   keys,
 		MaxTTL:   cfg.Limits.MaxTTL.D(),
+		APIKeys:  apiKeys,
+
+		SubjectLimiter: subjectLimit,
 	})
 	if err != nil {
 		return err
@@ -122,7 +144,20 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 		Keys:      keys,
 		Audit:     audit,
 		Ready:     st.Ping,
+		Registry:  metricsReg,
+		APIKeys:   apiKeys,
+		Revoker:   revoker,
+
+		ClientLimiter:   clientLimit,
+		MaxInFlight:     cfg.RateLimits.MaxInFlight,
+		InFlightWait:    cfg.RateLimits.InFlightWait.D(),
+		SeparateMetrics: cfg.AdminListen != "",
 	})
+	if cfg.AdminListen != "" {
+		if err := serveAdmin(ctx, cfg, api.MetricsHandler(), log); err != nil {
+			return err
+		}
+	}
 	err = listenAndServe(ctx, cfg, api.Handler(), log, opts.onListen)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -148,15 +183,7 @@ func warm(ctx context.Context, reg *providers.Registry, log *slog.Logger) error 
 }
 
 func loadPolicies(path string, reg *providers.Registry, log *slog.Logger) (*policy.Set, error) {
-	var issuers []policy.Issuer
-	for _, p := range reg.Providers() {
-		var known []string
-		for c := range p.KnownClaims {
-			known = append(known, c)
-		}
-		issuers = append(issuers, policy.Issuer{Name: p.Name, URL: p.Issuer, TenantClaims: p.TenantClaims, KnownClaims: known})
-	}
-	set, err := policy.LoadPath(path, policy.LoadOptions{Issuers: issuers})
+	set, err := policy.LoadPath(path, policy.LoadOptions{Issuers: policyIssuers(reg)})
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +219,7 @@ func purgeReplay(ctx context.Context, st exchange.Store, log *slog.Logger) {
 }
 
 func listenAndServe(ctx context.Context, cfg *Config, h http.Handler, log *slog.Logger, onListen func(string)) error {
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("%s: listen: %w", cfg.file, err)
 	}

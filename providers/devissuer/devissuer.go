@@ -5,6 +5,7 @@
 package devissuer
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -101,13 +102,25 @@ func (i *Issuer) URL() string { return i.opts.URL }
 func (i *Issuer) KeyID() string { return i.public.KeyID }
 
 // Handler serves discovery at /.well-known/openid-configuration, the key set
-// at /.well-known/jwks and the mint endpoint POST /token.
+// at /.well-known/jwks and the mint endpoint POST /token, each below the
+// issuer URL's path (so an issuer http://HOST/org/ID serves
+// /org/ID/.well-known/openid-configuration, as CircleCI's does).
 func (i *Issuer) Handler() http.Handler {
+	base := i.basePath()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
-	mux.HandleFunc("GET /.well-known/jwks", i.serveJWKS)
-	mux.HandleFunc("POST /token", i.serveToken)
+	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", i.serveDiscovery)
+	mux.HandleFunc("GET "+base+"/.well-known/jwks", i.serveJWKS)
+	mux.HandleFunc("POST "+base+"/token", i.serveToken)
 	return mux
+}
+
+// basePath is the issuer URL's path without a trailing slash.
+func (i *Issuer) basePath() string {
+	u, err := url.Parse(i.opts.URL)
+	if err != nil { // New validated the URL
+		return ""
+	}
+	return strings.TrimSuffix(u.EscapedPath(), "/")
 }
 
 // serveDiscovery serves the OpenID Connect discovery document.
@@ -172,6 +185,37 @@ func (i *Issuer) Mint(claims map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return i.sign(c)
+}
+
+// MintClaims signs exactly the given claims, with no GitHub defaults: only
+// iss, iat, nbf, exp and jti are filled in when absent, so tests can mimic
+// any CI provider's token. A claim set to nil is removed.
+func (i *Issuer) MintClaims(claims map[string]any) (string, error) {
+	jti, err := randomID()
+	if err != nil {
+		return "", err
+	}
+	now := i.opts.Now().Unix()
+	c := map[string]any{
+		"iss": i.opts.URL,
+		"jti": jti,
+		"iat": now,
+		"nbf": now,
+		"exp": now + int64(TokenLifetime.Seconds()),
+	}
+	for k, v := range claims {
+		if v == nil {
+			delete(c, k)
+			continue
+		}
+		c[k] = v
+	}
+	return i.sign(c)
+}
+
+// sign serialises and signs a claim set.
+func (i *Issuer) sign(c map[string]any) (string, error) {
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("devissuer: claims: %w", err)
@@ -201,7 +245,7 @@ func Start(addr string, opts Options) (*Issuer, *http.Server, error) {
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return nil, nil, fmt.Errorf("devissuer: address %q is not a loopback address", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("devissuer: %w", err)
 	}

@@ -18,7 +18,7 @@ import (
 
 func TestClock(t *testing.T) {
 	storetest.RunClock(t, func(t *testing.T, now func() time.Time) exchange.Store {
-		s, err := postgres.Open(context.Background(), freshSchema(t), postgres.WithNow(now))
+		s, err := postgres.Open(context.Background(), storetest.PostgresDSN(t), postgres.WithNow(now))
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -76,7 +76,7 @@ func TestOpenErrorsHidePassword(t *testing.T) {
 }
 
 func TestOpenConcurrentMigrates(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := storetest.PostgresDSN(t)
 	const n = 4
 	stores := make([]*postgres.Store, n)
 	errs := make([]error, n)
@@ -92,13 +92,13 @@ func TestOpenConcurrentMigrates(t *testing.T) {
 		}
 		stores[i].Close()
 	}
-	if got := queryInt(t, dsn, "SELECT count(*) FROM schema_migrations"); got != 1 {
-		t.Errorf("schema_migrations rows = %d, want 1", got)
+	if got := queryInt(t, dsn, "SELECT count(*) FROM schema_migrations"); got != 2 {
+		t.Errorf("schema_migrations rows = %d, want 2", got)
 	}
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := storetest.PostgresDSN(t)
 	s, err := postgres.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

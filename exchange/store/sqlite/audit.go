@@ -26,7 +26,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []exchange.AuditEvent) e
 	if err != nil {
 		return fmt.Errorf("sqlite: append audit: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+sqlstore.AuditColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {

@@ -54,7 +54,7 @@ func (s *Store) EnsureSigningKey(ctx context.Context, candidate exchange.StoredK
 	if err != nil {
 		return exchange.StoredKey{}, fmt.Errorf("sqlite: ensure signing key: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	var cur sqlstore.KeyRow
 	err = tx.QueryRowContext(ctx, `SELECT `+sqlstore.KeyColumns+` FROM signing_keys
 		WHERE algorithm = ? AND retired_at IS NULL ORDER BY created_at, id LIMIT 1`,

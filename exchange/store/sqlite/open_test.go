@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,8 +66,31 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 	if got := rawQuery(t, path, "PRAGMA journal_mode"); got != "wal" {
 		t.Errorf("journal_mode = %q, want wal", got)
 	}
-	if got := rawQuery(t, path, "SELECT group_concat(version) FROM schema_migrations"); got != "1" {
-		t.Errorf("applied migrations = %q, want 1", got)
+	if got := rawQuery(t, path, "SELECT group_concat(version ORDER BY version) FROM schema_migrations"); got != "1,2" {
+		t.Errorf("applied migrations = %q, want 1,2", got)
+	}
+}
+
+func TestOpenOddPath(t *testing.T) {
+	// Characters that mean something in a file: URI must reach the file name.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a b?c#d%41e&f.db")
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database not at the given path: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "a b?c#d%41e&f.db") {
+			t.Errorf("stray file %q next to the database", e.Name())
+		}
 	}
 }
 
@@ -105,7 +129,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if d := cmp.Diff([]exchange.StoredKey{k}, keys); d != "" {
 		t.Errorf("SigningKeys after reopen (-want +got):\n%s", d)
 	}
-	if err := s.Claim(ctx, "iss", "jti", now.Add(time.Hour)); err != exchange.ErrReplay {
+	if err := s.Claim(ctx, "iss", "jti", now.Add(time.Hour)); !errors.Is(err, exchange.ErrReplay) {
 		t.Errorf("Claim after reopen = %v, want ErrReplay", err)
 	}
 	events, err := s.QueryAudit(ctx, exchange.AuditQuery{})
@@ -134,8 +158,8 @@ func TestOpenConcurrentMigrates(t *testing.T) {
 		}
 		stores[i].Close()
 	}
-	if got := rawQuery(t, path, "SELECT count(*) FROM schema_migrations"); got != "1" {
-		t.Errorf("schema_migrations rows = %s, want 1", got)
+	if got := rawQuery(t, path, "SELECT count(*) FROM schema_migrations"); got != "2" {
+		t.Errorf("schema_migrations rows = %s, want 2", got)
 	}
 }
 

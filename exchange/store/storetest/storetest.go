@@ -39,6 +39,14 @@ func Run(t *testing.T, open func(t *testing.T) exchange.Store) {
 		{"AuditQuery", testAuditQuery},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditInvalid", testAuditInvalid},
+		{"APIKeyRoundTrip", testAPIKeyRoundTrip},
+		{"APIKeyInsertAtomic", testAPIKeyInsertAtomic},
+		{"UseAPIKey", testUseAPIKey},
+		{"UseAPIKeyConcurrent", testUseAPIKeyConcurrent},
+		{"RevokeAPIKey", testRevokeAPIKey},
+		{"ListAPIKeys", testListAPIKeys},
+		{"PurgeAPIKeys", testPurgeAPIKeys},
+		{"RevokedTokens", testRevokedTokens},
 		{"PingClose", testPingClose},
 	}
 	for _, tt := range tests {
