@@ -168,6 +168,7 @@ func newKeyBrokerUses(tb testing.TB, db exchange.Store, uses string) *keyBroker 
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { _ = x.Close() })
 	rv, err := exchange.NewRevoker(exchange.RevokerConfig{Issuer: "https://broker.test", Keys: km, Tokens: st, APIKeys: keys})
 	if err != nil {
 		tb.Fatal(err)

@@ -41,6 +41,18 @@ policies:
 // a SQLite store.
 func newTestExchanger(tb testing.TB, singleUse string) (*exchange.Exchanger, *devissuer.Issuer, *exchange.KeyManager) {
 	tb.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "tb.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return newTestExchangerOn(tb, singleUse, st)
+}
+
+// newTestExchangerOn is newTestExchanger on st, which it closes when the
+// test ends.
+func newTestExchangerOn(tb testing.TB, singleUse string, st exchange.Store) (*exchange.Exchanger, *devissuer.Issuer, *exchange.KeyManager) {
+	tb.Helper()
+	tb.Cleanup(func() { _ = st.Close() })
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	tb.Cleanup(srv.Close)
@@ -64,11 +76,6 @@ func newTestExchanger(tb testing.TB, singleUse string) (*exchange.Exchanger, *de
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "tb.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = st.Close() })
 	keys, err := exchange.NewKeyManager(ctx, st, "ES256", nil)
 	if err != nil {
 		tb.Fatal(err)
@@ -77,6 +84,7 @@ func newTestExchanger(tb testing.TB, singleUse string) (*exchange.Exchanger, *de
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { _ = x.Close() })
 	return x, iss, keys
 }
 

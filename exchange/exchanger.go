@@ -52,15 +52,21 @@ type Config struct {
 	SubjectLimiter *RateLimiter
 	// APIKeys, when set, enables requested_token_type api_key.
 	APIKeys *APIKeys
+	// ReplayCommit tunes the group commit of replay claims (single-use
+	// policies).
+	ReplayCommit GroupCommitOptions
 }
 
 // Exchanger turns a verified CI ID token into a credential:
 // parse, verify, authorize, claim the jti, mint.
 type Exchanger struct {
 	cfg Config
+	// replay commits the jti claims of single-use exchanges in groups.
+	replay *GroupCommitter[*ReplayClaim]
 }
 
-// NewExchanger checks cfg and fills its defaults.
+// NewExchanger checks cfg, fills its defaults and starts the group
+// committer of replay claims; Close stops it.
 func NewExchanger(cfg Config) (*Exchanger, error) {
 	if cfg.Issuer == "" || cfg.Verifier == nil || cfg.Policies == nil || cfg.Replay == nil || cfg.Signer == nil {
 		return nil, errors.New("exchange: Config needs Issuer, Verifier, Policies, Replay and Signer")
@@ -74,8 +80,13 @@ func NewExchanger(cfg Config) (*Exchanger, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Exchanger{cfg: cfg}, nil
+	return &Exchanger{cfg: cfg, replay: NewGroupCommitter(cfg.Replay.ClaimAll, cfg.ReplayCommit)}, nil
 }
+
+// Close commits the replay claims already submitted and stops the
+// committer; exchanges of single-use tokens fail after it. Call it once the
+// HTTP server has shut down.
+func (x *Exchanger) Close() error { return x.replay.Close() }
 
 // Response is a successful exchange (RFC 8693 §2.2.1).
 type Response struct {
@@ -201,12 +212,14 @@ func (x *Exchanger) claimOnce(ctx context.Context, tok *providers.Token, d *poli
 	if tok.ID == "" {
 		return newError(CodeInvalidRequest, "subject_token has no jti, required by a single-use policy", fmt.Errorf("policy %q is single_use", d.Policy))
 	}
-	err := x.cfg.Replay.Claim(ctx, tok.Issuer, tok.ID, tok.Expiry.Add(x.cfg.ReplayLeeway))
+	err := x.claim(ctx, tok)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrReplay):
 		return newError(CodeInvalidRequest, "subject_token already used", err)
+	case errors.Is(err, errClaimIncomplete):
+		return newError(CodeServerError, "single-use check failed", err)
 	default:
 		e := newError(CodeTemporarilyUnavailable, "storage unavailable; retry later", err)
 		e.RetryAfter = 5 * time.Second

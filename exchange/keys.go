@@ -44,18 +44,19 @@ type signingKey struct {
 }
 
 // KeyManager holds the broker's signing keys. It loads them from the store,
-// creates the first one on first start, signs with the current key and
-// publishes every live key in the JWKS. It reloads from the store
-// periodically, so keys created by another replica are picked up.
+// creates the first one on first start, signs with the key active at the
+// time of signing (see Sign) and publishes every key not yet removed in the
+// JWKS, pending ones included. It reloads from the store periodically, so
+// keys created or rotated by another replica are picked up; Rotate and
+// RunRotation (rotate.go) rotate with overlap.
 type KeyManager struct {
 	store     SigningKeyStore
 	algorithm string
 	now       func() time.Time
 
-	mu      sync.RWMutex
-	current *signingKey
-	keys    []*signingKey
-	jwks    []byte
+	mu   sync.RWMutex
+	keys []*signingKey // as loaded: every key not removed, oldest first
+	jwks []byte
 }
 
 // NewKeyManager loads the signing keys of store, creating a key for
@@ -155,7 +156,6 @@ func (m *KeyManager) Reload(ctx context.Context) error {
 		return fmt.Errorf("exchange: load signing keys: %w", err)
 	}
 	var keys []*signingKey
-	var current *signingKey
 	pub := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for _, sk := range stored {
 		k, err := loadKey(sk)
@@ -164,13 +164,8 @@ func (m *KeyManager) Reload(ctx context.Context) error {
 		}
 		keys = append(keys, k)
 		pub.Keys = append(pub.Keys, k.public)
-		if sk.Algorithm == m.algorithm && sk.RetiredAt.IsZero() && !sk.ActiveAt.After(now) {
-			if current == nil || sk.ActiveAt.After(current.stored.ActiveAt) {
-				current = k
-			}
-		}
 	}
-	if current == nil {
+	if pickSigner(keys, m.algorithm, now) == nil {
 		return errors.New("exchange: no active signing key for " + m.algorithm)
 	}
 	jwks, err := json.Marshal(pub)
@@ -178,9 +173,53 @@ func (m *KeyManager) Reload(ctx context.Context) error {
 		return fmt.Errorf("exchange: encode JWKS: %w", err)
 	}
 	m.mu.Lock()
-	m.current, m.keys, m.jwks = current, keys, jwks
+	m.keys, m.jwks = keys, jwks
 	m.mu.Unlock()
 	return nil
+}
+
+// pickSigner chooses the key that signs at now among keys: the newest key of
+// algorithm that is active (ActiveAt not after now) and not retired (now
+// before RetiredAt, or no RetiredAt). A rotation retires a key exactly when
+// its successor becomes active, so one always qualifies; should none (a
+// store edited by hand, a successor of another algorithm), the newest active
+// key of algorithm, retired or not, signs rather than the broker failing:
+// its tokens still verify, as a retired key stays published until RemoveAt.
+// A key at or past its RemoveAt never signs: verifiers no longer know it.
+func pickSigner(keys []*signingKey, algorithm string, now time.Time) *signingKey {
+	var best, fallback *signingKey
+	for _, k := range keys {
+		sk := &k.stored
+		if sk.Algorithm != algorithm || sk.ActiveAt.After(now) || (!sk.RemoveAt.IsZero() && !now.Before(sk.RemoveAt)) {
+			continue
+		}
+		if newerKey(k, fallback) {
+			fallback = k
+		}
+		if (sk.RetiredAt.IsZero() || now.Before(sk.RetiredAt)) && newerKey(k, best) {
+			best = k
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return fallback
+}
+
+// newerKey reports whether a became active after b (a nil b is older than
+// anything); ties go by creation time, then id, so every replica agrees.
+func newerKey(a, b *signingKey) bool {
+	if b == nil {
+		return true
+	}
+	x, y := &a.stored, &b.stored
+	switch {
+	case !x.ActiveAt.Equal(y.ActiveAt):
+		return x.ActiveAt.After(y.ActiveAt)
+	case !x.CreatedAt.Equal(y.CreatedAt):
+		return x.CreatedAt.After(y.CreatedAt)
+	}
+	return x.ID > y.ID
 }
 
 // Run reloads the keys every interval until ctx is done. Errors are
@@ -218,12 +257,18 @@ func (m *KeyManager) Algorithms() []string {
 	return algs
 }
 
-// Sign signs payload (a JSON claims set) with the current key and returns
-// the compact JWS and the kid used.
+// Sign signs payload (a JSON claims set) with the key active now (the
+// newest active, unretired key of the configured algorithm; see pickSigner)
+// and returns the compact JWS and the kid used. A pending key, published
+// ahead of its ActiveAt, is never used before then.
 func (m *KeyManager) Sign(payload []byte) (string, string, error) {
+	now := m.now()
 	m.mu.RLock()
-	k := m.current
+	k := pickSigner(m.keys, m.algorithm, now)
 	m.mu.RUnlock()
+	if k == nil {
+		return "", "", fmt.Errorf("exchange: sign: no %s key active at %s", m.algorithm, now.UTC().Format(time.RFC3339))
+	}
 	jws, err := k.signer.Sign(payload)
 	if err != nil {
 		return "", "", fmt.Errorf("exchange: sign: %w", err)

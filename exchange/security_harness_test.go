@@ -285,6 +285,7 @@ func newBroker(t testing.TB, iss *ciIssuer, o brokerOptions) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = x.Close() })
 	audit := &syncAuditor{}
 	sc := o.server
 	sc.PublicURL, sc.Exchanger, sc.Keys, sc.Audit, sc.Registry, sc.Now = brokerURL, x, keys, audit, prometheus.NewRegistry(), o.clock.Now

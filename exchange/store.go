@@ -52,11 +52,31 @@ type SigningKeyStore interface {
 	// is then current for the algorithm (the existing one, or candidate).
 	// Replicas starting at once therefore agree on a single key.
 	EnsureSigningKey(ctx context.Context, candidate StoredKey) (StoredKey, error)
+	// RotateSigningKey atomically retires the key currentID (setting its
+	// RetiredAt to retireAt and its RemoveAt to removeAt) and inserts next,
+	// provided currentID is held and not yet retired. It returns false and
+	// changes nothing when currentID is already retired: another replica
+	// rotated first (a compare-and-swap, safe across every replica). next
+	// must be unretired and of currentID's algorithm, and removeAt must not
+	// precede retireAt. An unknown currentID gives an error wrapping
+	// ErrNotFound.
+	RotateSigningKey(ctx context.Context, currentID string, next StoredKey, retireAt, removeAt time.Time) (bool, error)
 }
 
-// ErrReplay is returned by ReplayCache.Claim for an (issuer, jti) pair that
-// was already claimed.
+// ErrReplay is returned by ReplayCache.Claim, and set in ReplayClaim.Err by
+// ReplayCache.ClaimAll, for an (issuer, jti) pair that was already claimed.
 var ErrReplay = errors.New("exchange: token already used")
+
+// ReplayClaim is one claim of a ReplayCache.ClaimAll batch: the pair to
+// record and, once the batch is committed, its result.
+type ReplayClaim struct {
+	Issuer, JTI string
+	// Until is when the entry expires.
+	Until time.Time
+	// Err is set by ClaimAll: nil when the pair was claimed, ErrReplay when
+	// it was already claimed and not expired.
+	Err error
+}
 
 // ReplayCache records the (iss, jti) pairs of exchanged single-use tokens.
 type ReplayCache interface {
@@ -64,6 +84,16 @@ type ReplayCache interface {
 	// if the pair is already recorded and not yet expired. It is atomic across
 	// every replica sharing the store.
 	Claim(ctx context.Context, issuer, jti string, until time.Time) error
+	// ClaimAll runs the claims in one transaction, in order, and sets each
+	// claim's Err to nil (claimed) or ErrReplay (already claimed and not
+	// expired, by an earlier claim of the batch too: the first claim of a
+	// pair wins). An invalid claim or a store failure returns an error and
+	// claims nothing; the claims' Err are then meaningless. It is atomic
+	// across every replica sharing the store, like Claim.
+	ClaimAll(ctx context.Context, claims []*ReplayClaim) error
+	// PurgeExpired deletes the entries that expired before now and returns
+	// how many.
+	PurgeExpired(ctx context.Context, now time.Time) (int64, error)
 }
 
 // Outcomes of an audited decision.

@@ -23,9 +23,9 @@ import (
 // answers EXPIRED (not NOT_FOUND) and listings show it for a while.
 const purgeGrace = 24 * time.Hour
 
-// purgeCredentials deletes expired API keys (after purgeGrace) and expired
-// revoked-JWT entries every 10 minutes.
-func purgeCredentials(ctx context.Context, st exchange.Store, log *slog.Logger) {
+// purgeExpired deletes, every 10 minutes, expired API keys (after
+// purgeGrace), expired revoked-JWT entries and expired replay entries.
+func purgeExpired(ctx context.Context, st exchange.Store, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
@@ -36,6 +36,9 @@ func purgeCredentials(ctx context.Context, st exchange.Store, log *slog.Logger) 
 			now := time.Now()
 			if _, err := st.PurgeAPIKeys(ctx, now.Add(-purgeGrace)); err != nil {
 				log.Warn("purge expired API keys", slog.Any("err", err))
+			}
+			if _, err := st.PurgeExpired(ctx, now); err != nil {
+				log.Warn("purge replay cache", slog.Any("err", err))
 			}
 			if _, err := st.PurgeRevokedTokens(ctx, now); err != nil {
 				log.Warn("purge revoked tokens", slog.Any("err", err))

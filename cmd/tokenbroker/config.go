@@ -64,6 +64,12 @@ type ProviderConfig struct {
 type SigningConfig struct {
 	// Algorithm is ES256 (default), RS256 or EdDSA.
 	Algorithm string `yaml:"algorithm"`
+	// RotateEvery is the age at which serve rotates the signing key
+	// (default 720h; negative: never, rotate with `tokenbroker keys rotate`).
+	RotateEvery Duration `yaml:"rotate_every"`
+	// PublishAhead is how long a new key is published before it signs
+	// (default 10m, at least 2m; signing.go).
+	PublishAhead Duration `yaml:"publish_ahead"`
 }
 
 // LimitsConfig is limits: the bounds on incoming tokens and minted credentials.
@@ -124,6 +130,7 @@ func (c *Config) defaults() {
 	if c.Signing.Algorithm == "" {
 		c.Signing.Algorithm = exchange.DefaultAlgorithm
 	}
+	c.Signing.defaults()
 	def := func(d *Duration, v time.Duration) {
 		if *d == 0 {
 			*d = Duration(v)
@@ -257,6 +264,7 @@ func (c *Config) validate() error {
 		bad("limits.max_ttl", "%s must be between 1m and 24h", c.Limits.MaxTTL.D())
 	}
 	errs = append(errs, c.validateLimits())
+	errs = append(errs, c.validateSigning())
 	return errors.Join(errs...)
 }
 

@@ -48,6 +48,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(policyCmd())
 	root.AddCommand(apikeysCmd())
 	root.AddCommand(auditCmd())
+	root.AddCommand(keysCmd())
 	return root
 }
 

@@ -108,8 +108,8 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 		return err
 	}
 	go keys.Run(ctx, time.Minute, func(err error) { log.Error("reload signing keys", slog.Any("err", err)) })
-	go purgeReplay(ctx, st, log)
-	go purgeCredentials(ctx, st, log)
+	startKeyRotation(ctx, cfg, keys, log)
+	go purgeExpired(ctx, st, log)
 	apiKeys, err := exchange.NewAPIKeys(exchange.APIKeysConfig{Store: st})
 	if err != nil {
 		return err
@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = x.Close() }() // after the HTTP server has shut down
 	api := exchange.NewServer(exchange.ServerConfig{
 		PublicURL: cfg.PublicURL,
 		Exchanger: x,
@@ -192,30 +193,6 @@ func loadPolicies(path string, reg *providers.Registry, log *slog.Logger) (*poli
 	}
 	log.Info("policies loaded", slog.String("path", path), slog.Int("policies", set.Len()))
 	return set, nil
-}
-
-// replayPurger is implemented by stores that can drop expired replay entries.
-type replayPurger interface {
-	PurgeExpired(ctx context.Context, now time.Time) (int64, error)
-}
-
-func purgeReplay(ctx context.Context, st exchange.Store, log *slog.Logger) {
-	p, ok := st.(replayPurger)
-	if !ok {
-		return
-	}
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := p.PurgeExpired(ctx, time.Now()); err != nil {
-				log.Warn("purge replay cache", slog.Any("err", err))
-			}
-		}
-	}
 }
 
 func listenAndServe(ctx context.Context, cfg *Config, h http.Handler, log *slog.Logger, onListen func(string)) error {

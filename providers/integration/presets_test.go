@@ -164,6 +164,7 @@ func TestPresetExchanges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { _ = x.Close() })
 			raw, err := os.ReadFile(filepath.Join("..", "..", "examples", pc.preset, "policies_test.yaml"))
 			if err != nil {
 				t.Fatal(err)

@@ -72,3 +72,48 @@ func (s *Store) EnsureSigningKey(ctx context.Context, candidate exchange.StoredK
 	}
 	return cur.Key(), nil
 }
+
+// RotateSigningKey retires currentID at retireAt (removed at removeAt) and
+// inserts next, unless currentID is already retired: then it returns false
+// and changes nothing. It takes the advisory lock of EnsureSigningKey, so a
+// rotation and a replica starting up never interleave, and concurrent
+// rotations of the same key are serialised: exactly one succeeds.
+func (s *Store) RotateSigningKey(ctx context.Context, currentID string, next exchange.StoredKey, retireAt, removeAt time.Time) (bool, error) {
+	rot, err := sqlstore.EncodeRotation(currentID, next, retireAt, removeAt)
+	if err != nil {
+		return false, fmt.Errorf("postgres: rotate signing key: %w", err)
+	}
+	var rotated bool
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lock(ctx, tx, lockSigningKeys); err != nil {
+			return err
+		}
+		var alg string
+		var retired *int64
+		err := tx.QueryRow(ctx, `SELECT algorithm, retired_at FROM signing_keys WHERE id = $1`, currentID).Scan(&alg, &retired)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return exchange.ErrNotFound
+		case err != nil:
+			return err
+		case retired != nil:
+			return nil
+		case alg != next.Algorithm:
+			return fmt.Errorf("next key is %s, not %s", next.Algorithm, alg)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1, remove_at = $2 WHERE id = $3`,
+			rot.RetireAt, rot.RemoveAt, currentID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO signing_keys (`+sqlstore.KeyColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, rot.Next.Args()...); err != nil {
+			return fmt.Errorf("insert %q: %w", next.ID, err)
+		}
+		rotated = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("postgres: rotate signing key %q: %w", currentID, err)
+	}
+	return rotated, nil
+}

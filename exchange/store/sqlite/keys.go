@@ -74,3 +74,45 @@ func (s *Store) EnsureSigningKey(ctx context.Context, candidate exchange.StoredK
 	}
 	return row.Key(), nil
 }
+
+// RotateSigningKey retires currentID at retireAt (removed at removeAt) and
+// inserts next, unless currentID is already retired: then it returns false
+// and changes nothing. Like EnsureSigningKey it runs in one IMMEDIATE
+// transaction, so the check and the writes are one step for every process
+// sharing the file.
+func (s *Store) RotateSigningKey(ctx context.Context, currentID string, next exchange.StoredKey, retireAt, removeAt time.Time) (bool, error) {
+	rot, err := sqlstore.EncodeRotation(currentID, next, retireAt, removeAt)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: rotate signing key: %w", err)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: rotate signing key %q: %w", currentID, err)
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	var alg string
+	var retired sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT algorithm, retired_at FROM signing_keys WHERE id = ?`, currentID).Scan(&alg, &retired)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, fmt.Errorf("sqlite: rotate signing key %q: %w", currentID, exchange.ErrNotFound)
+	case err != nil:
+		return false, fmt.Errorf("sqlite: rotate signing key %q: %w", currentID, err)
+	case retired.Valid:
+		return false, nil
+	case alg != next.Algorithm:
+		return false, fmt.Errorf("sqlite: rotate signing key %q: next key is %s, not %s", currentID, next.Algorithm, alg)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ?, remove_at = ? WHERE id = ?`,
+		rot.RetireAt, rot.RemoveAt, currentID); err != nil {
+		return false, fmt.Errorf("sqlite: retire signing key %q: %w", currentID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (`+sqlstore.KeyColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, rot.Next.Args()...); err != nil {
+		return false, fmt.Errorf("sqlite: insert signing key %q: %w", next.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("sqlite: rotate signing key %q: %w", currentID, err)
+	}
+	return true, nil
+}

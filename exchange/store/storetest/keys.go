@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -152,6 +153,153 @@ func testSigningKeys(t *testing.T, open func(t *testing.T) exchange.Store) {
 			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("SigningKeys(%s) (-want +got):\n%s", tt.now, d)
 			}
+		})
+	}
+}
+
+// rotate calls RotateSigningKey and fails the test on an error.
+func rotate(t *testing.T, s exchange.Store, currentID string, next exchange.StoredKey, retireAt, removeAt time.Time) bool {
+	t.Helper()
+	ok, err := s.RotateSigningKey(ctx(t), currentID, next, retireAt, removeAt)
+	if err != nil {
+		t.Fatalf("RotateSigningKey(%s -> %s): %v", currentID, next.ID, err)
+	}
+	return ok
+}
+
+// wantKeys checks SigningKeys at now.
+func wantKeys(t *testing.T, s exchange.Store, now time.Time, want ...exchange.StoredKey) {
+	t.Helper()
+	got, err := s.SigningKeys(ctx(t), now)
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("SigningKeys(%s) (-want +got):\n%s", now, d)
+	}
+}
+
+func testRotateSigningKey(t *testing.T, open func(t *testing.T) exchange.Store) {
+	s := newStore(t, open)
+	es1 := key("es-1", "ES256", base)
+	es2 := key("es-2", "ES256", base.Add(time.Hour))
+	es3 := key("es-3", "ES256", base.Add(2*time.Hour))
+	retire1, remove1 := es2.ActiveAt, es2.ActiveAt.Add(time.Hour)
+	if _, err := s.EnsureSigningKey(ctx(t), es1); err != nil {
+		t.Fatalf("EnsureSigningKey: %v", err)
+	}
+
+	// 1. The first rotation retires es1 and publishes es2.
+	if !rotate(t, s, es1.ID, es2, retire1, remove1) {
+		t.Fatalf("RotateSigningKey(es-1 -> es-2) = false, want true")
+	}
+	old1 := retired(es1, retire1, remove1)
+	wantKeys(t, s, base, old1, es2)
+
+	// 2. A replica starting now finds the pending es2 current: no third key.
+	got, err := s.EnsureSigningKey(ctx(t), es3)
+	if err != nil {
+		t.Fatalf("EnsureSigningKey after rotation: %v", err)
+	}
+	if d := cmp.Diff(es2, got); d != "" {
+		t.Errorf("EnsureSigningKey after rotation (-want +got):\n%s", d)
+	}
+
+	// 3. A second rotation of es1 (a replica that lost the race) changes nothing.
+	if rotate(t, s, es1.ID, es3, base.Add(5*time.Hour), base.Add(6*time.Hour)) {
+		t.Errorf("RotateSigningKey of the retired es-1 = true, want false")
+	}
+	wantKeys(t, s, base, old1, es2)
+
+	// 4. The retired key stays published until RemoveAt, then leaves.
+	wantKeys(t, s, remove1.Add(-time.Nanosecond), old1, es2)
+	wantKeys(t, s, remove1, es2)
+
+	// 5. Rotations chain.
+	retire2, remove2 := es3.ActiveAt, es3.ActiveAt.Add(time.Hour)
+	if !rotate(t, s, es2.ID, es3, retire2, remove2) {
+		t.Fatalf("RotateSigningKey(es-2 -> es-3) = false, want true")
+	}
+	wantKeys(t, s, base, old1, retired(es2, retire2, remove2), es3)
+}
+
+func testRotateSigningKeyConcurrent(t *testing.T, open func(t *testing.T) exchange.Store) {
+	s := newStore(t, open)
+	cur := key("es-cur", "ES256", base)
+	if _, err := s.EnsureSigningKey(ctx(t), cur); err != nil {
+		t.Fatalf("EnsureSigningKey: %v", err)
+	}
+	const callers = 8
+	nexts := make([]exchange.StoredKey, callers)
+	oks := make([]bool, callers)
+	errs := make([]error, callers)
+	retireAt, removeAt := base.Add(time.Hour), base.Add(3*time.Hour)
+	var wg sync.WaitGroup
+	for i := range callers {
+		nexts[i] = key(fmt.Sprintf("es-next-%d", i), "ES256", base.Add(time.Minute+time.Duration(i)))
+		wg.Go(func() {
+			oks[i], errs[i] = s.RotateSigningKey(ctx(t), cur.ID, nexts[i], retireAt, removeAt)
+		})
+	}
+	wg.Wait()
+	winner := -1
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if oks[i] {
+			if winner >= 0 {
+				t.Fatalf("callers %d and %d both rotated", winner, i)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no caller rotated")
+	}
+	wantKeys(t, s, base, retired(cur, retireAt, removeAt), nexts[winner])
+}
+
+func testRotateSigningKeyInvalid(t *testing.T, open func(t *testing.T) exchange.Store) {
+	cur := key("es-cur", "ES256", base)
+	taken := retired(key("es-old", "ES256", base.Add(-time.Hour)), base, base.Add(2*time.Hour))
+	good := key("es-next", "ES256", base.Add(time.Minute))
+	retireAt, removeAt := base.Add(time.Hour), base.Add(2*time.Hour)
+	tests := []struct {
+		name            string
+		currentID       string
+		next            func() exchange.StoredKey
+		retire, remove  time.Time
+		wantErrNotFound bool
+	}{
+		{"unknown current key", "nope", func() exchange.StoredKey { return good }, retireAt, removeAt, true},
+		{"no current id", "", func() exchange.StoredKey { return good }, retireAt, removeAt, false},
+		{"next without private key", cur.ID, func() exchange.StoredKey { k := good; k.PrivateKey = nil; return k }, retireAt, removeAt, false},
+		{"next already retired", cur.ID, func() exchange.StoredKey { return retired(good, retireAt, removeAt) }, retireAt, removeAt, false},
+		{"next is the current key", cur.ID, func() exchange.StoredKey { k := good; k.ID = cur.ID; return k }, retireAt, removeAt, false},
+		{"next of another algorithm", cur.ID, func() exchange.StoredKey { k := good; k.Algorithm = "RS256"; return k }, retireAt, removeAt, false},
+		{"next id already stored", cur.ID, func() exchange.StoredKey { k := good; k.ID = taken.ID; return k }, retireAt, removeAt, false},
+		{"removed before retired", cur.ID, func() exchange.StoredKey { return good }, removeAt, retireAt, false},
+		{"no retire time", cur.ID, func() exchange.StoredKey { return good }, time.Time{}, removeAt, false},
+		{"remove time out of range", cur.ID, func() exchange.StoredKey { return good }, retireAt, time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t, open)
+			for _, k := range []exchange.StoredKey{taken, cur} {
+				if _, err := s.EnsureSigningKey(ctx(t), k); err != nil {
+					t.Fatalf("EnsureSigningKey(%s): %v", k.ID, err)
+				}
+			}
+			ok, err := s.RotateSigningKey(ctx(t), tt.currentID, tt.next(), tt.retire, tt.remove)
+			if err == nil {
+				t.Fatalf("RotateSigningKey = %t, nil; want an error", ok)
+			}
+			if got := errors.Is(err, exchange.ErrNotFound); got != tt.wantErrNotFound {
+				t.Errorf("RotateSigningKey error %v: errors.Is(ErrNotFound) = %t, want %t", err, got, tt.wantErrNotFound)
+			}
+			// Nothing changed: the current key is still unretired.
+			wantKeys(t, s, base, taken, cur)
 		})
 	}
 }

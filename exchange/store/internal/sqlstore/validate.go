@@ -45,3 +45,21 @@ func CheckClaim(issuer, jti string) error {
 	}
 	return nil
 }
+
+// ClaimExpiries checks every claim of a ReplayCache.ClaimAll batch
+// (CheckClaim, and an Until that Nanos accepts) and returns their Until in
+// Unix nanoseconds, in order. One invalid claim fails the batch.
+func ClaimExpiries(claims []*exchange.ReplayClaim) ([]int64, error) {
+	exps := make([]int64, len(claims))
+	for i, c := range claims {
+		if err := CheckClaim(c.Issuer, c.JTI); err != nil {
+			return nil, fmt.Errorf("claim %d: %w", i, err)
+		}
+		exp, err := Nanos(c.Until)
+		if err != nil {
+			return nil, fmt.Errorf("claim %d until: %w", i, err)
+		}
+		exps[i] = exp
+	}
+	return exps, nil
+}
