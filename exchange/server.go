@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,6 +46,11 @@ type ServerConfig struct {
 	APIKeys *APIKeys
 	// Revoker, when set, serves POST /revoke and POST /introspect.
 	Revoker *Revoker
+	// TrustedProxies are the proxies (load balancers, ingress) whose
+	// X-Forwarded-For is believed; the client address is then the right-most
+	// untrusted address of the chain. Empty: the TCP peer is the client and
+	// X-Forwarded-For is ignored.
+	TrustedProxies []*net.IPNet
 }
 
 // Server is the broker's HTTP API on Echo.
@@ -69,6 +75,15 @@ func NewServer(cfg ServerConfig) *Server {
 	// The client address is the TCP peer unless a deployment says otherwise:
 	// X-Forwarded-For from anyone would let a caller pick its own address.
 	e.IPExtractor = echo.ExtractIPDirect()
+	if len(cfg.TrustedProxies) > 0 {
+		// Echo trusts loopback, link-local and private ranges by default;
+		// only the configured proxies are trusted here.
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	s := &Server{cfg: cfg, echo: e, metrics: newMetrics(cfg.Registry), inFlight: newInFlight(cfg.MaxInFlight, cfg.InFlightWait)}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(requestID)

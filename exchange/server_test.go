@@ -2,6 +2,7 @@ package exchange_test
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -137,4 +138,41 @@ func without(v url.Values, k string) url.Values   { v.Del(k); return v }
 func withToken(v url.Values, tok string) url.Values {
 	v.Set("subject_token", tok)
 	return v
+}
+
+// TestServerClientAddress checks which address the audit trail (and the
+// per-IP rate limit) sees: the TCP peer, unless the peer is a trusted proxy,
+// in which case the right-most untrusted X-Forwarded-For entry.
+func TestServerClientAddress(t *testing.T) {
+	_, proxies, err := net.ParseCIDR("192.0.2.0/24") // httptest.NewRequest's peer is 192.0.2.1
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		trusted []*net.IPNet
+		xff     string
+		want    string
+	}{
+		{"no proxies: X-Forwarded-For ignored", nil, "203.0.113.9", "192.0.2.1"},
+		{"trusted proxy: its client", []*net.IPNet{proxies}, "203.0.113.9", "203.0.113.9"},
+		{"trusted proxy: a spoofed entry on the left is not believed", []*net.IPNet{proxies}, "198.51.100.7, 203.0.113.9", "203.0.113.9"},
+		{"trusted proxy without header: the proxy", []*net.IPNet{proxies}, "", "192.0.2.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x, _, keys := newTestExchanger(t, "false")
+			audit := &recordingAuditor{}
+			srv := exchange.NewServer(exchange.ServerConfig{PublicURL: "https://broker.test", Exchanger: x, Keys: keys, Audit: audit, TrustedProxies: tc.trusted})
+			req := httptest.NewRequest("POST", "/token", strings.NewReader("grant_type=x"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.xff != "" {
+				req.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			srv.Handler().ServeHTTP(httptest.NewRecorder(), req)
+			if len(audit.events) != 1 || audit.events[0].ClientIP != tc.want {
+				t.Fatalf("audited client address = %+v, want %s", audit.events, tc.want)
+			}
+		})
+	}
 }

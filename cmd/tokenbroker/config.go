@@ -43,6 +43,10 @@ type Config struct {
 	// AdminListen, when set, serves /metrics on this address instead of on
 	// the public listener.
 	AdminListen string `yaml:"admin_listen"`
+	// TrustedProxies are CIDRs of the proxies in front of the broker whose
+	// X-Forwarded-For is believed for the client address (rate limits,
+	// audit). Empty: the TCP peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	file string // where it came from, for messages
 }

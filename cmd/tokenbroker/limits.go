@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/exchange"
@@ -72,6 +73,9 @@ func (c *Config) validateLimits() error {
 	if c.RateLimits.TrackedKeys < 1 {
 		errs = append(errs, fmt.Errorf("%s: rate_limits.tracked_keys: %d must be at least 1", c.file, c.RateLimits.TrackedKeys))
 	}
+	if _, err := c.trustedProxies(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: trusted_proxies: %w", c.file, err))
+	}
 	if c.AdminListen != "" {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 			errs = append(errs, fmt.Errorf("%s: admin_listen: %q is not host:port", c.file, c.AdminListen))
@@ -130,4 +134,28 @@ func serveAdmin(ctx context.Context, cfg *Config, metrics http.Handler, log *slo
 	}()
 	log.Info("admin listener (metrics)", slog.String("addr", ln.Addr().String()))
 	return nil
+}
+
+// trustedProxies parses trusted_proxies: CIDRs, or single addresses.
+func (c *Config) trustedProxies() ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, v := range c.TrustedProxies {
+		if !strings.Contains(v, "/") {
+			ip := net.ParseIP(v)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is not an IP address or CIDR", v)
+			}
+			bits := 32
+			if ip.To4() == nil {
+				bits = 128
+			}
+			v = fmt.Sprintf("%s/%d", v, bits)
+		}
+		_, n, err := net.ParseCIDR(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR", v)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }

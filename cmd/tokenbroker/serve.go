@@ -138,7 +138,11 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = x.Close() }() // after the HTTP server has shut down
+	defer func() { _ = x.Close() }()     // after the HTTP server has shut down
+	trusted, err := cfg.trustedProxies() // validated at start-up
+	if err != nil {
+		return err
+	}
 	api := exchange.NewServer(exchange.ServerConfig{
 		PublicURL: cfg.PublicURL,
 		Exchanger: x,
@@ -153,6 +157,7 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 		MaxInFlight:     cfg.RateLimits.MaxInFlight,
 		InFlightWait:    cfg.RateLimits.InFlightWait.D(),
 		SeparateMetrics: cfg.AdminListen != "",
+		TrustedProxies:  trusted,
 	})
 	if cfg.AdminListen != "" {
 		if err := serveAdmin(ctx, cfg, api.MetricsHandler(), log); err != nil {

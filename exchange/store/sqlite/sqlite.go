@@ -18,7 +18,8 @@ import (
 	"time"
 
 	// The pure-Go SQLite driver, registered as "sqlite".
-	_ "modernc.org/sqlite"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/tokenbroker/tokenbroker/exchange"
 	"github.com/tokenbroker/tokenbroker/exchange/store/internal/sqlstore"
@@ -96,11 +97,36 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	} else if err := s.openFile(path); err != nil {
 		return nil, err
 	}
-	if err := s.start(ctx, path); err != nil {
+	if err := s.startRetrying(ctx, path); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// startRetrying runs start, again while it fails with SQLITE_BUSY, for up to
+// busyTimeout. Switching a new file to WAL takes a lock that SQLite does not
+// wait for with the busy handler, so processes opening one new file at once
+// (a CLI command beside a starting broker) can see SQLITE_BUSY there.
+func (s *Store) startRetrying(ctx context.Context, path string) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := s.start(ctx, path)
+		if err == nil || !isBusy(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// isBusy reports whether err is SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // params returns the driver parameters of a connection. The pragmas are set
