@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ func (x *Exchanger) mintAPIKey(ctx context.Context, out *Outcome) (*Response, er
 		ExpiresAt: exp,
 		Uses:      int64(d.Grant.Uses),
 	})
+	if errors.Is(err, errAPIKeyText) {
+		return nil, newError(CodeInvalidRequest, "subject_token claims cannot be carried by an API key", err)
+	}
 	if err != nil {
 		return nil, unavailable(err)
 	}

@@ -58,10 +58,11 @@ type refusedKeyResponse struct {
 
 // credentialAPI serves /v1/keys/verify, /revoke and /introspect.
 type credentialAPI struct {
-	server   *Server
-	keys     *APIKeys
-	revoker  *Revoker
-	verifies *prometheus.CounterVec
+	server      *Server
+	keys        *APIKeys
+	revoker     *Revoker
+	verifies    *prometheus.CounterVec
+	revocations *prometheus.CounterVec
 }
 
 // credentialRoutes adds the routes of the configured credential services.
@@ -72,16 +73,42 @@ func (s *Server) credentialRoutes() {
 		revoker: s.cfg.Revoker,
 		verifies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_key_verifications_total",
-			Help: "API key verifications by code (VALID, NOT_FOUND, ...; error when the store failed).",
+			Help: "API key verifications by code (VALID, NOT_FOUND, ...; error when the store failed; limited when refused by the rate limit or in-flight cap).",
 		}, []string{"code"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_revocations_total",
+			Help: "POST /revoke calls by result: revoked, unknown (not a credential of this broker; not audited), invalid_request, limited (rate limit or in-flight cap), error.",
+		}, []string{"result"}),
 	}
-	s.cfg.Registry.MustRegister(api.verifies)
+	s.cfg.Registry.MustRegister(api.verifies, api.revocations)
 	if api.keys != nil {
-		s.echo.POST("/v1/keys/verify", api.verify)
+		s.echo.POST("/v1/keys/verify", api.verify, api.admitted)
 	}
 	if api.revoker != nil {
-		s.echo.POST("/revoke", api.revoke)
-		s.echo.POST("/introspect", api.introspect)
+		s.echo.POST("/revoke", api.revoke, api.admitted)
+		s.echo.POST("/introspect", api.introspect, api.admitted)
+	}
+}
+
+// admitted applies the client-IP limit (credentials bucket) and the
+// in-flight cap to a credential endpoint, before its body is read. A refused
+// request is not audited, so a flood cannot become a flood of audit rows;
+// it is counted in the endpoint's metric.
+func (a *credentialAPI) admitted(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		release, refused := a.server.admit(c, bucketCredentials)
+		if refused != nil {
+			switch c.Path() {
+			case "/revoke":
+				a.revocations.WithLabelValues("limited").Inc()
+			case "/v1/keys/verify":
+				a.verifies.WithLabelValues("limited").Inc()
+			}
+			noStore(c)
+			return writeError(c, refused)
+		}
+		defer release()
+		return next(c)
 	}
 }
 

@@ -58,7 +58,9 @@ func (a *APIKeys) Close() error { return a.committer.Close() }
 // Issue makes a new key carrying the fields of grant (Subject, Issuer,
 // Policy, Audience, Scopes, Metadata, CreatedAt, ExpiresAt, Uses), stores it
 // and returns the key and what was stored. It returns only once the key is
-// committed; an error means the key must not be handed out.
+// committed; an error means the key must not be handed out. Text the store
+// cannot hold (invalid UTF-8, NUL, over-long) is refused before the group
+// commit, so it cannot fail the commit of other callers' keys.
 func (a *APIKeys) Issue(ctx context.Context, grant APIKey) (string, APIKey, error) {
 	switch {
 	case grant.Policy == "":
@@ -67,6 +69,9 @@ func (a *APIKeys) Issue(ctx context.Context, grant APIKey) (string, APIKey, erro
 		return "", APIKey{}, errors.New("exchange: API key lifetime is empty")
 	case grant.Uses < 0:
 		return "", APIKey{}, errors.New("exchange: API key with negative uses")
+	}
+	if err := validateKeyText(&grant); err != nil {
+		return "", APIKey{}, err
 	}
 	key, hash := NewAPIKey()
 	k := grant

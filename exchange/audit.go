@@ -22,6 +22,12 @@ type AuditWriter struct {
 	events chan AuditEvent
 	done   chan struct{}
 	once   sync.Once
+	// mu guards closed and the close of events: Record sends under the
+	// read lock, Close closes under the write lock, so a Record racing
+	// Close (a handler outliving a timed-out shutdown) never sends on a
+	// closed channel.
+	mu     sync.RWMutex
+	closed bool
 	// OnError, if set, is called when a batch could not be stored.
 	onError func(error)
 }
@@ -58,7 +64,8 @@ func NewAuditWriter(store AuditStore, opts AuditWriterOptions) *AuditWriter {
 	return w
 }
 
-// Record logs ev and queues it for storage.
+// Record logs ev and queues it for storage. After Close the event is still
+// logged, but not stored: an error line says so.
 func (w *AuditWriter) Record(ev AuditEvent) {
 	w.log.LogAttrs(context.Background(), slog.LevelInfo, "audit",
 		slog.String("action", ev.Action),
@@ -73,6 +80,13 @@ func (w *AuditWriter) Record(ev AuditEvent) {
 		slog.String("reason", ev.Reason),
 		slog.String("credential_id", ev.CredentialID),
 	)
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.log.LogAttrs(context.Background(), slog.LevelError, "audit: event recorded after close; logged, not stored",
+			slog.String("action", ev.Action), slog.String("request_id", ev.RequestID))
+		return
+	}
 	w.events <- ev
 }
 
@@ -109,9 +123,19 @@ func (w *AuditWriter) store1(batch []AuditEvent) {
 }
 
 // Close stops accepting events, stores what is queued and returns when done
-// or when ctx ends.
+// or when ctx ends. Events recorded after it are logged only.
 func (w *AuditWriter) Close(ctx context.Context) error {
-	w.once.Do(func() { close(w.events) })
+	w.once.Do(func() {
+		// The write lock waits for Records blocked on a full buffer, which
+		// the writer drains; it is taken off Close's goroutine so that ctx
+		// still bounds Close.
+		go func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.closed = true
+			close(w.events)
+		}()
+	})
 	select {
 	case <-w.done:
 		return nil

@@ -43,7 +43,10 @@ type Config struct {
 	Signer   Signer
 	// MaxTTL caps minted lifetimes (zero: DefaultMaxTTL).
 	MaxTTL time.Duration
-	// ReplayLeeway extends replay entries past the token's exp (zero: DefaultReplayLeeway).
+	// ReplayLeeway extends replay entries past the token's exp (zero:
+	// DefaultReplayLeeway). It must be at least the clock leeway the
+	// Verifier accepts past exp, or a single-use token that still verifies
+	// after its entry ended could be replayed.
 	ReplayLeeway time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
@@ -76,6 +79,12 @@ func NewExchanger(cfg Config) (*Exchanger, error) {
 	}
 	if cfg.ReplayLeeway <= 0 {
 		cfg.ReplayLeeway = DefaultReplayLeeway
+	}
+	// A verifier that accepts tokens until exp + its leeway needs replay
+	// entries that live at least as long, or a token could be replayed once
+	// its entry has expired.
+	if v, ok := cfg.Verifier.(interface{ Leeway() time.Duration }); ok && v.Leeway() > cfg.ReplayLeeway {
+		cfg.ReplayLeeway = v.Leeway()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

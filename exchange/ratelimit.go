@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -148,12 +149,21 @@ func (f *inFlight) acquire(ctx context.Context) (func(), bool) {
 
 func (f *inFlight) release() { <-f.slots }
 
-// admit applies the per-client-IP rate limit and the in-flight cap to a
-// POST /token request, before its body is read. The caller must call the
-// returned release when the exchange is done.
-func (s *Server) admit(c echo.Context) (func(), *Error) {
+// Buckets of the per-client-IP limit: each client has one for POST /token
+// and one, at the same rate, shared by the credential endpoints (/revoke,
+// /introspect, /v1/keys/verify), so a downstream API verifying keys from
+// behind the same address as CI runners does not spend their exchanges.
+const (
+	bucketToken       = "token "
+	bucketCredentials = "credentials "
+)
+
+// admit applies the per-client-IP rate limit (in bucket) and the in-flight
+// cap to a request, before its body is read. The caller must call the
+// returned release when the request is done.
+func (s *Server) admit(c echo.Context, bucket string) (func(), *Error) {
 	if l := s.cfg.ClientLimiter; l != nil {
-		if ok, wait := l.Allow(c.RealIP()); !ok {
+		if ok, wait := l.Allow(bucket + clientKey(c.RealIP())); !ok {
 			e := newError(CodeRateLimited, "too many requests from this client; retry later", fmt.Errorf("exchange: client %s over its rate limit", c.RealIP()))
 			e.RetryAfter = wait
 			return nil, e
@@ -166,6 +176,21 @@ func (s *Server) admit(c echo.Context) (func(), *Error) {
 		return nil, e
 	}
 	return release, nil
+}
+
+// clientKey is the rate-limit key of a client address: an IPv4 address as
+// is, an IPv6 address by its /64. One host (or one customer) is routinely
+// given a whole /64 (RFC 6177), so keying on the full address would give it
+// 2^64 fresh buckets and let it flush the LRU of tracked keys.
+func clientKey(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil {
+		return addr
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // limitSubject applies the per-subject rate limit. It runs after the

@@ -111,6 +111,11 @@ func fromValues(vals url.Values) (*Request, error) {
 		SubjectTokenType:   vals.Get("subject_token_type"),
 		RequestedTokenType: vals.Get("requested_token_type"),
 	}
+	// Counted before de-duplication, which is quadratic: a body full of
+	// audience parameters must not buy a quadratic amount of work.
+	if len(vals["audience"]) > MaxAudiences {
+		return nil, newError(CodeInvalidRequest, fmt.Sprintf("more than %d audiences", MaxAudiences), nil)
+	}
 	for _, a := range vals["audience"] {
 		if a == "" {
 			return nil, newError(CodeInvalidRequest, "empty audience", nil)
@@ -121,17 +126,19 @@ func fromValues(vals url.Values) (*Request, error) {
 		return nil, newError(CodeInvalidRequest, fmt.Sprintf("more than %d audiences", MaxAudiences), nil)
 	}
 	if s := vals.Get("scope"); s != "" {
+		n := 0
 		for _, sc := range strings.Split(s, " ") {
 			if sc == "" {
 				continue
+			}
+			// Counted before de-duplication, as audiences are.
+			if n++; n > MaxScopes {
+				return nil, newError(CodeInvalidScope, fmt.Sprintf("more than %d scopes", MaxScopes), nil)
 			}
 			if !validScopeToken(sc) {
 				return nil, newError(CodeInvalidScope, "malformed scope", nil)
 			}
 			r.Scopes = appendUnique(r.Scopes, sc)
-		}
-		if len(r.Scopes) > MaxScopes {
-			return nil, newError(CodeInvalidScope, fmt.Sprintf("more than %d scopes", MaxScopes), nil)
 		}
 	}
 	return r, nil

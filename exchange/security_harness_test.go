@@ -212,6 +212,8 @@ type brokerOptions struct {
 	regOpts   providers.Options
 	server    exchange.ServerConfig // limits only
 	subject   *exchange.RateLimiter
+	// replayLeeway is the Exchanger's ReplayLeeway (zero: its default).
+	replayLeeway time.Duration
 }
 
 // broker is the real broker in-process: providers.Registry, a policy set
@@ -280,7 +282,7 @@ func newBroker(t testing.TB, iss *ciIssuer, o brokerOptions) *broker {
 	}
 	x, err := exchange.NewExchanger(exchange.Config{
 		Issuer: brokerURL, Verifier: reg, Policies: set, Replay: st, Signer: keys,
-		Now: o.clock.Now, SubjectLimiter: o.subject,
+		Now: o.clock.Now, SubjectLimiter: o.subject, ReplayLeeway: o.replayLeeway,
 	})
 	if err != nil {
 		t.Fatal(err)

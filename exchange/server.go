@@ -33,9 +33,11 @@ type ServerConfig struct {
 	Registry *prometheus.Registry
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-	// ClientLimiter, when set, rate-limits POST /token per client IP (429).
+	// ClientLimiter, when set, rate-limits POST /token per client IP (429),
+	// and, in a separate bucket at the same rate, /revoke, /introspect and
+	// /v1/keys/verify together. MaxInFlight caps all four.
 	ClientLimiter *RateLimiter
-	// MaxInFlight caps concurrent exchanges (zero: no cap); a request waits
+	// MaxInFlight caps concurrent requests (zero: no cap); a request waits
 	// up to InFlightWait (zero: DefaultInFlightWait) for a slot, then gets 503.
 	MaxInFlight  int
 	InFlightWait time.Duration
@@ -179,7 +181,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 func (s *Server) token(c echo.Context) error {
 	start := s.cfg.Now()
 	ev := AuditEvent{Time: start, RequestID: reqID(c), ClientIP: c.RealIP(), Action: "token.exchange"}
-	release, refused := s.admit(c)
+	release, refused := s.admit(c, bucketToken)
 	if refused != nil {
 		// Not audited: no token was read, and a flood must not become a
 		// flood of audit rows. The metrics count it.

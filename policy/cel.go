@@ -67,7 +67,8 @@ func compileCondition(env *cel.Env, src string) (*condition, error) {
 }
 
 // eval runs the condition. An evaluation error (absent claim, cost limit,
-// wrong type) is returned so that the caller records it as "not matched".
+// timeout, wrong type) is returned: for a policy the caller records it as
+// "not matched", for a guardrail it denies (fails closed).
 func (c *condition) eval(act map[string]any) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), celTimeout)
 	defer cancel()

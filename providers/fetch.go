@@ -13,10 +13,11 @@ import (
 // Options.MaxResponseBytes.
 var errBodyTooLarge = errors.New("providers: response body too large")
 
-// boundedClient returns a copy of base (or a default client) for one issuer:
+// boundedClient returns a copy of base (or a default client) for one origin:
 // every request has FetchTimeout, every body is capped at maxBytes (go-oidc
 // reads discovery documents with io.ReadAll, so the cap lives in the
-// transport), and redirects must stay on the issuer's scheme and host.
+// transport), and redirects must stay on origin (the issuer's or the
+// jwks_uri's scheme and host).
 func boundedClient(base *http.Client, origin *url.URL, opts Options) *http.Client {
 	c := &http.Client{}
 	if base != nil {
@@ -34,7 +35,7 @@ func boundedClient(base *http.Client, origin *url.URL, opts Options) *http.Clien
 			return fmt.Errorf("providers: more than %d redirects", maxRedirects)
 		}
 		if req.URL.Scheme != origin.Scheme || req.URL.Host != origin.Host {
-			return fmt.Errorf("providers: redirect to %s://%s leaves the issuer %s", req.URL.Scheme, req.URL.Host, origin)
+			return fmt.Errorf("providers: redirect to %s://%s leaves %s", req.URL.Scheme, req.URL.Host, origin)
 		}
 		return nil
 	}

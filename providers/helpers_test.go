@@ -99,6 +99,7 @@ type testIssuer struct {
 	jwksCode       int    // non-zero: JWKS answers with this status
 	jwksPadding    int    // bytes of padding added to the JWKS document
 	discoveryRedir string // non-empty: discovery redirects here
+	jwksMoved      bool   // the key set moved: /jwks answers 404, discovery names /moved/jwks
 }
 
 // newTestIssuer starts a test issuer publishing keys.
@@ -109,6 +110,7 @@ func newTestIssuer(t *testing.T, keys ...*testKey) *testIssuer {
 	mux.HandleFunc("GET /.well-known/openid-configuration", ti.serveDiscovery)
 	mux.HandleFunc("GET /moved/.well-known/openid-configuration", ti.serveDiscoveryDoc)
 	mux.HandleFunc("GET /jwks", ti.serveJWKS)
+	mux.HandleFunc("GET /moved/jwks", ti.serveJWKS)
 	ti.srv = httptest.NewServer(mux)
 	t.Cleanup(ti.srv.Close)
 	return ti
@@ -148,9 +150,13 @@ func (ti *testIssuer) serveDiscoveryDoc(w http.ResponseWriter, _ *http.Request) 
 	if iss == "" {
 		iss = ti.srv.URL
 	}
+	jwksURI := ti.srv.URL + "/jwks"
+	if ti.jwksMoved {
+		jwksURI = ti.srv.URL + "/moved/jwks"
+	}
 	doc := map[string]any{
 		"issuer":                                iss,
-		"jwks_uri":                              ti.srv.URL + "/jwks",
+		"jwks_uri":                              jwksURI,
 		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 	}
 	if ti.dev {
@@ -159,12 +165,16 @@ func (ti *testIssuer) serveDiscoveryDoc(w http.ResponseWriter, _ *http.Request) 
 	_ = json.NewEncoder(w).Encode(doc)
 }
 
-func (ti *testIssuer) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+func (ti *testIssuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	ti.jwks.Add(1)
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	if ti.jwksCode != 0 {
 		http.Error(w, "down", ti.jwksCode)
+		return
+	}
+	if moved := r.URL.Path == "/moved/jwks"; moved != ti.jwksMoved {
+		http.NotFound(w, r)
 		return
 	}
 	set := struct {

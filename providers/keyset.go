@@ -48,6 +48,7 @@ type keySet struct {
 	fetchedAt   time.Time // when keys were last fetched successfully
 	lastAttempt time.Time // when the last fetch started
 	lastErr     error     // how the last fetch ended
+	failSince   time.Time // when fetches started failing; zero after a success
 }
 
 // newKeySet returns an empty key set for the JWKS at url.
@@ -168,12 +169,26 @@ func (k *keySet) fetch(ctx context.Context) error {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		k.lastErr = err
-		if err == nil {
-			k.keys, k.fetchedAt = keys, now
+		switch {
+		case err == nil:
+			k.keys, k.fetchedAt, k.failSince = keys, now, time.Time{}
+		case k.failSince.IsZero():
+			k.failSince = now
 		}
 		return nil, err
 	})
 	return err
+}
+
+// failingFor returns how long the key set's fetches have been failing at
+// now; zero when the last fetch succeeded or none was made.
+func (k *keySet) failingFor(now time.Time) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.failSince.IsZero() {
+		return 0
+	}
+	return now.Sub(k.failSince)
 }
 
 // download fetches and parses the JWKS. Keys of a type go-jose does not

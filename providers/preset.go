@@ -245,11 +245,13 @@ var presets = []Preset{
 		},
 	},
 	{
-		Name:             PresetGoogle,
-		Description:      "Google service-account ID tokens (Cloud Build, Compute Engine, Cloud Run, ...)",
-		Issuers:          []IssuerTemplate{{"https://accounts.google.com", "accounts.google.com"}},
-		Shared:           true,
-		TenantClaims:     []string{"sub", "email"},
+		Name:        PresetGoogle,
+		Description: "Google service-account ID tokens (Cloud Build, Compute Engine, Cloud Run, ...)",
+		Issuers:     []IssuerTemplate{{"https://accounts.google.com", "accounts.google.com"}},
+		Shared:      true,
+		// Only sub pins a tenant: an email is a name, and a deleted service
+		// account's email can be taken again by a new account.
+		TenantClaims:     []string{"sub"},
 		RepositoryClaims: []string{"sub", "email"},
 		SubjectFormats:   []string{"SERVICE_ACCOUNT_UNIQUE_ID (numeric)"},
 		Claims: typed(typed(withRegistered("azp", "email"),

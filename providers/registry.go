@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,8 @@ type Provider struct {
 	Name string
 	// Issuer is the issuer, compared with iss byte for byte.
 	Issuer string
-	// Preset is the preset's name ("generic" when none was configured).
+	// Preset is the preset's name: the configured one, else the one whose
+	// issuer this is, else "generic".
 	Preset string
 	// Shared is true when many tenants share the issuer.
 	Shared bool
@@ -78,10 +80,11 @@ type issuer struct {
 }
 
 // verifier is what discovery produces for an issuer: go-oidc's verifier on
-// top of our key set.
+// top of our key set. It is immutable; a new discovery replaces it.
 type verifier struct {
-	oidc *oidc.IDTokenVerifier
-	keys *keySet
+	oidc         *oidc.IDTokenVerifier
+	keys         *keySet
+	discoveredAt time.Time
 }
 
 // New validates the provider configuration and returns a registry. It does
@@ -155,31 +158,45 @@ func (r *Registry) Verify(ctx context.Context, raw string) (*Token, error) {
 }
 
 // verifier returns the issuer's verifier from the cache, discovering it
-// when absent. Discovery is shared by concurrent callers and, after a
-// failure, not retried before RefreshCooldown has passed.
+// when absent or due (see needsDiscovery). Discovery is shared by concurrent
+// callers and not started again within RefreshCooldown of the last one; a
+// failed rediscovery keeps the cached verifier, and its keys up to
+// MaxStaleness old, serving.
 func (r *Registry) verifier(ctx context.Context, iss *issuer) (*verifier, error) {
-	if v, ok := r.verifiers.Get(iss.issuer); ok {
+	if v, ok := r.verifiers.Get(iss.issuer); ok && !r.needsDiscovery(v) {
 		return v, nil
 	}
 	v, err, _ := iss.flight.Do("discovery", func() (any, error) {
-		if v, ok := r.verifiers.Get(iss.issuer); ok {
-			return v, nil
+		old, ok := r.verifiers.Get(iss.issuer)
+		if ok && !r.needsDiscovery(old) {
+			return old, nil
 		}
 		now := r.opts.Now()
 		iss.mu.Lock()
-		if iss.lastErr != nil && now.Sub(iss.lastDiscovery) < r.opts.RefreshCooldown {
+		if now.Sub(iss.lastDiscovery) < r.opts.RefreshCooldown && (old != nil || iss.lastErr != nil) {
 			err := iss.lastErr
 			iss.mu.Unlock()
+			if old != nil {
+				return old, nil
+			}
 			return nil, err
 		}
 		iss.lastDiscovery = now
 		iss.mu.Unlock()
 
-		v, err := r.discover(ctx, iss)
+		v, err := r.rediscover(ctx, iss, old)
 		iss.mu.Lock()
 		iss.lastErr = err
 		iss.mu.Unlock()
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrDevIssuer):
+			// The issuer now says it mints tokens for anyone: stop trusting
+			// what an earlier discovery found.
+			r.verifiers.Remove(iss.issuer)
+			return nil, err
+		case err != nil && old != nil:
+			return old, nil
+		case err != nil:
 			return nil, err
 		}
 		r.verifiers.Add(iss.issuer, v)
@@ -191,39 +208,75 @@ func (r *Registry) verifier(ctx context.Context, iss *issuer) (*verifier, error)
 	return v.(*verifier), nil
 }
 
-// discover fetches the issuer's discovery document through go-oidc, which
-// refuses a document whose issuer differs from the configured one, and
-// builds the verifier on a key set at the discovered jwks_uri.
-func (r *Registry) discover(ctx context.Context, iss *issuer) (*verifier, error) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.FetchTimeout)
-	defer cancel()
-	iss.discoveryFetches.Add(1)
-	p, err := oidc.NewProvider(oidc.ClientContext(fctx, iss.client), iss.issuer)
+// needsDiscovery reports whether v's discovery is due again: it is older
+// than DiscoveryTTL, or its key set has failed to fetch for KeySetTTL (the
+// issuer may have moved its jwks_uri).
+func (r *Registry) needsDiscovery(v *verifier) bool {
+	now := r.opts.Now()
+	return now.Sub(v.discoveredAt) >= r.opts.DiscoveryTTL || v.keys.failingFor(now) >= r.opts.KeySetTTL
+}
+
+// rediscover discovers the issuer again. When the jwks_uri is unchanged the
+// old key set, its cache and cooldown included, is kept; a moved jwks_uri
+// replaces the old keys only once the new key set has been fetched.
+func (r *Registry) rediscover(ctx context.Context, iss *issuer, old *verifier) (*verifier, error) {
+	jwksURL, jwksOrigin, err := r.discover(ctx, iss)
 	if err != nil {
-		return nil, fmt.Errorf("%w: discovery of %s: %w", ErrUnavailable, iss.issuer, err)
+		return nil, err
 	}
-	var meta struct {
-		JWKSURL string `json:"jwks_uri"`
-		Dev     any    `json:"tokenbroker_development_only"`
+	if old != nil && old.keys.url == jwksURL {
+		return r.newVerifier(iss, old.keys), nil
 	}
-	if err := p.Claims(&meta); err != nil {
-		return nil, fmt.Errorf("%w: discovery document of %s: %w", ErrUnavailable, iss.issuer, err)
+	// The key set's client is bounded to the jwks_uri's origin, not the
+	// issuer's: its redirects must not leave the host that serves the keys.
+	keys := newKeySet(jwksURL, iss.algorithms, boundedClient(r.opts.HTTPClient, jwksOrigin, r.opts), r.opts, &iss.jwksFetches)
+	if old != nil {
+		if _, err := keys.current(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if meta.Dev != nil && meta.Dev != false && !r.opts.AllowDevIssuer {
-		return nil, fmt.Errorf("%w: %w: %s mints tokens for anyone; it is accepted only in development mode",
-			ErrUntrustedIssuer, ErrDevIssuer, iss.issuer)
-	}
-	if _, err := validateIssuerURL(meta.JWKSURL); err != nil {
-		return nil, fmt.Errorf("%w: jwks_uri of %s: %w", ErrUnavailable, iss.issuer, err)
-	}
-	keys := newKeySet(meta.JWKSURL, iss.algorithms, iss.client, r.opts, &iss.jwksFetches)
+	return r.newVerifier(iss, keys), nil
+}
+
+// newVerifier returns a verifier for iss on keys, discovered now.
+func (r *Registry) newVerifier(iss *issuer, keys *keySet) *verifier {
 	v := oidc.NewVerifier(iss.issuer, keys, &oidc.Config{
 		SkipClientIDCheck:    true, // trust policies check the audience
 		SkipExpiryCheck:      true, // checked with our leeway in buildToken
 		SupportedSigningAlgs: iss.algorithms,
 		Now:                  r.opts.Now,
 	})
-	return &verifier{oidc: v, keys: keys}, nil
+	return &verifier{oidc: v, keys: keys, discoveredAt: r.opts.Now()}
+}
+
+// discover fetches the issuer's discovery document through go-oidc, which
+// refuses a document whose issuer differs from the configured one, and
+// returns its jwks_uri, and the jwks_uri's origin, once validateJWKSURL
+// accepts it.
+func (r *Registry) discover(ctx context.Context, iss *issuer) (string, *url.URL, error) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.FetchTimeout)
+	defer cancel()
+	iss.discoveryFetches.Add(1)
+	p, err := oidc.NewProvider(oidc.ClientContext(fctx, iss.client), iss.issuer)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: discovery of %s: %w", ErrUnavailable, iss.issuer, err)
+	}
+	var meta struct {
+		JWKSURL string `json:"jwks_uri"`
+		Dev     any    `json:"tokenbroker_development_only"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		return "", nil, fmt.Errorf("%w: discovery document of %s: %w", ErrUnavailable, iss.issuer, err)
+	}
+	if meta.Dev != nil && meta.Dev != false && !r.opts.AllowDevIssuer {
+		return "", nil, fmt.Errorf("%w: %w: %s mints tokens for anyone; it is accepted only in development mode",
+			ErrUntrustedIssuer, ErrDevIssuer, iss.issuer)
+	}
+	origin, err := validateJWKSURL(meta.JWKSURL, iss.origin)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: jwks_uri of %s: %w", ErrUnavailable, iss.issuer, err)
+	}
+	return meta.JWKSURL, origin, nil
 }
 
 // Warm discovers every provider and fetches its key set, so that a bad
@@ -243,6 +296,10 @@ func (r *Registry) Warm(ctx context.Context) []error {
 	}
 	return errs
 }
+
+// Leeway is the clock skew tolerated on exp, nbf and iat: a token stays
+// acceptable until exp + Leeway, so a replay cache must remember it that long.
+func (r *Registry) Leeway() time.Duration { return r.opts.Leeway }
 
 // Providers describes the configured providers, in configuration order.
 func (r *Registry) Providers() []Provider {

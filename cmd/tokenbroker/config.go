@@ -249,6 +249,11 @@ func (c *Config) validate() error {
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		bad("public_url", "%q must be an absolute http(s) URL without query or fragment", c.PublicURL)
+	} else if u.Scheme == "http" && !loopbackAddr(c.Listen) {
+		// CI tokens and minted credentials would cross the network in
+		// clear, and verifiers would fetch the JWKS in clear. TLS
+		// terminated in front of the broker still gives an https public_url.
+		bad("public_url", "%q is plain http while listen %q is not a loopback address: terminate TLS in front of the broker and set an https public_url (plain http only with a loopback listen)", c.PublicURL, c.Listen)
 	}
 	if !exchange.ValidAlgorithm(c.Signing.Algorithm) {
 		bad("signing.algorithm", "%q is not one of ES256, RS256, EdDSA", c.Signing.Algorithm)

@@ -353,6 +353,9 @@ func printExplain(w io.Writer, set *policy.Set, req policy.Request) {
 			where = fmt.Sprintf("%s:%d", e.File, e.Line)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", e.Kind, e.Name, where, verdict)
+		if e.Error != "" { // a guardrail whose condition failed denies (fail closed)
+			fmt.Fprintf(tw, " (condition failed: %s)", e.Error)
+		}
 		if !e.Matched {
 			fmt.Fprintf(tw, ": %s: expected %s, got %s", e.Check, e.Expected, e.Actual)
 		}

@@ -132,6 +132,9 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 		Signer:   keys,
 		MaxTTL:   cfg.Limits.MaxTTL.D(),
 		APIKeys:  apiKeys,
+		// The providers accept tokens up to limits.leeway past exp: replay
+		// entries must live at least as long.
+		ReplayLeeway: cfg.Limits.Leeway.D(),
 
 		SubjectLimiter: subjectLimit,
 	})
@@ -165,6 +168,8 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 		}
 	}
 	err = listenAndServe(ctx, cfg, api.Handler(), log, opts.onListen)
+	// The HTTP server's Shutdown has returned; a handler outliving its
+	// timeout may still Record, which after Close is logged, not stored.
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if cerr := audit.Close(closeCtx); cerr != nil {

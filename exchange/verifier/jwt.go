@@ -87,39 +87,80 @@ func checkTyp(raw string) error {
 }
 
 // oidcVerifier discovers the broker once and returns the go-oidc verifier.
-// A failed discovery is remembered for discoveryRetry.
+// A failed discovery is remembered for discoveryRetry. The discovery runs
+// outside v.mu, shared by concurrent callers (singleflight), and each caller
+// waits for it only as long as its own ctx allows: a slow broker does not
+// hold every request on a lock.
 func (v *Verifier) oidcVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	if idv, err := v.discovered(); idv != nil || err != nil {
+		return idv, err
+	}
+	ch := v.discovery.DoChan("discovery", func() (any, error) {
+		// Another flight may have finished since the check above.
+		if idv, err := v.discovered(); idv != nil || err != nil {
+			return idv, err
+		}
+		// Shared by every waiting caller: not cancelled by the first one,
+		// bounded on its own.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultTimeout)
+		defer cancel()
+		idv, err := v.discover(dctx)
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if err != nil {
+			v.lastFail, v.lastErr = v.cfg.Now(), err
+			return nil, err
+		}
+		v.idVerifier = idv
+		return idv, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*oidc.IDTokenVerifier), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: discovery at %s: %w", ErrUnavailable, v.cfg.Issuer, ctx.Err())
+	}
+}
+
+// discovered returns the verifier of a past discovery, or the error of a
+// discovery that failed less than discoveryRetry ago; both nil mean a
+// discovery is due.
+func (v *Verifier) discovered() (*oidc.IDTokenVerifier, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.idVerifier != nil {
 		return v.idVerifier, nil
 	}
-	now := v.cfg.Now()
-	if !v.lastFail.IsZero() && now.Sub(v.lastFail) < discoveryRetry {
+	if !v.lastFail.IsZero() && v.cfg.Now().Sub(v.lastFail) < discoveryRetry {
 		return nil, v.lastErr
 	}
+	return nil, nil
+}
+
+// discover fetches the broker's discovery document and builds the go-oidc
+// verifier for it.
+func (v *Verifier) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, v.http), v.cfg.Issuer)
 	if err != nil {
-		v.lastFail, v.lastErr = now, fmt.Errorf("%w: discovery at %s: %w", ErrUnavailable, v.cfg.Issuer, err)
-		return nil, v.lastErr
+		return nil, fmt.Errorf("%w: discovery at %s: %w", ErrUnavailable, v.cfg.Issuer, err)
 	}
 	var meta struct {
 		Algs []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := p.Claims(&meta); err != nil {
-		v.lastFail, v.lastErr = now, fmt.Errorf("%w: discovery at %s: %w", ErrUnavailable, v.cfg.Issuer, err)
-		return nil, v.lastErr
+		return nil, fmt.Errorf("%w: discovery at %s: %w", ErrUnavailable, v.cfg.Issuer, err)
 	}
-	algs := supportedAlgs(meta.Algs)
 	// The key set outlives this request: its context carries only the
 	// bounded client.
 	keyCtx := oidc.ClientContext(context.Background(), v.http)
-	v.idVerifier = p.VerifierContext(keyCtx, &oidc.Config{
+	return p.VerifierContext(keyCtx, &oidc.Config{
 		ClientID:             v.cfg.Audience,
-		SupportedSigningAlgs: algs,
+		SupportedSigningAlgs: supportedAlgs(meta.Algs),
 		Now:                  v.cfg.Now,
-	})
-	return v.idVerifier, nil
+	}), nil
 }
 
 // supportedAlgs keeps the advertised algorithms the broker may use; none

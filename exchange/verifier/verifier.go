@@ -11,13 +11,16 @@ package verifier
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults of Config.
@@ -98,6 +101,11 @@ type Config struct {
 	Realm string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// InsecureAllowHTTP allows a plain-http Issuer or KeyVerifyURL on a
+	// non-loopback host. Off, only https is accepted, or http on a loopback
+	// host: the JWKS fetched from the broker is the trust anchor of every
+	// JWT, and API keys are sent to it, so neither may travel in clear.
+	InsecureAllowHTTP bool
 }
 
 // Verifier checks broker-minted credentials. It is safe for concurrent use.
@@ -106,6 +114,9 @@ type Verifier struct {
 	http      *http.Client
 	verifyURL string
 	keyCache  *expirable.LRU[string, *keyEntry]
+
+	// discovery shares one broker discovery between concurrent callers.
+	discovery singleflight.Group
 
 	mu         sync.Mutex
 	idVerifier *oidc.IDTokenVerifier
@@ -117,8 +128,13 @@ type Verifier struct {
 // the first JWT, so an API can start before its broker.
 func New(cfg Config) (*Verifier, error) {
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
-	if !strings.HasPrefix(cfg.Issuer, "https://") && !strings.HasPrefix(cfg.Issuer, "http://") {
-		return nil, fmt.Errorf("verifier: issuer %q is not an http(s) URL", cfg.Issuer)
+	if err := checkBrokerURL("issuer", cfg.Issuer, cfg.InsecureAllowHTTP); err != nil {
+		return nil, err
+	}
+	if cfg.KeyVerifyURL != "" {
+		if err := checkBrokerURL("key verify URL", cfg.KeyVerifyURL, cfg.InsecureAllowHTTP); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Audience == "" {
 		return nil, errors.New("verifier: an audience is required: the name policies grant this API")
@@ -187,6 +203,27 @@ func (v *Verifier) credential(r *http.Request) (string, bool, error) {
 		return "", false, invalid("empty bearer token", nil)
 	}
 	return tok, strings.HasPrefix(tok, APIKeyPrefix), nil
+}
+
+// checkBrokerURL requires an absolute https URL, or http on a loopback
+// host (the client's rule) unless insecureHTTP.
+func checkBrokerURL(what, raw string, insecureHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("verifier: %s %q is not an absolute http(s) URL", what, raw)
+	}
+	if u.Scheme == "http" && !insecureHTTP && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("verifier: %s %q: plain http would let the broker's keys and answers be swapped on path; use https (or InsecureAllowHTTP)", what, raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // RequireScopes reports whether id holds every scope; the first missing

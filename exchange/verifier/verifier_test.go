@@ -28,6 +28,11 @@ type fakeBroker struct {
 	keys    map[string]keyVerifyResponse // API key -> answer
 	verifyN atomic.Int64
 	noKeys  bool // answer 404 on /v1/keys/verify
+	// discoveries counts discovery requests; while down is set they get
+	// 503; a non-nil gate holds each one until it is closed.
+	discoveries atomic.Int64
+	down        atomic.Bool
+	gate        chan struct{}
 }
 
 func newFakeBroker(t *testing.T) *fakeBroker {
@@ -39,6 +44,14 @@ func newFakeBroker(t *testing.T) *fakeBroker {
 	b := &fakeBroker{key: key, kid: "k1", keys: map[string]keyVerifyResponse{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		b.discoveries.Add(1)
+		if b.gate != nil {
+			<-b.gate
+		}
+		if b.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"issuer": b.srv.URL, "jwks_uri": b.srv.URL + "/.well-known/jwks.json",
 			"id_token_signing_alg_values_supported": []string{"ES256"},
@@ -268,11 +281,28 @@ func TestVerifyEndpointMissing(t *testing.T) {
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"no audience":      {Issuer: "https://broker.example"},
-		"issuer not a URL": {Issuer: "broker.example", Audience: "a"},
+		"no audience":                            {Issuer: "https://broker.example"},
+		"issuer not a URL":                       {Issuer: "broker.example", Audience: "a"},
+		"plain http issuer off loopback":         {Issuer: "http://broker.example.com", Audience: "a"},
+		"plain http key verify URL off loopback": {Issuer: "https://broker.example.com", Audience: "a", KeyVerifyURL: "http://keys.example.com/v1/keys/verify"},
+		"key verify URL not a URL":               {Issuer: "https://broker.example.com", Audience: "a", KeyVerifyURL: "/v1/keys/verify"},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestNewAcceptsBrokerURL(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"https":                                {Issuer: "https://broker.example.com", Audience: "a"},
+		"http on 127.0.0.1":                    {Issuer: "http://127.0.0.1:8080", Audience: "a"},
+		"http on ::1":                          {Issuer: "http://[::1]:8080", Audience: "a"},
+		"http on localhost":                    {Issuer: "http://localhost:8080", Audience: "a"},
+		"http off loopback, InsecureAllowHTTP": {Issuer: "http://broker.internal", Audience: "a", KeyVerifyURL: "http://keys.internal/verify", InsecureAllowHTTP: true},
+	} {
+		if _, err := New(cfg); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
