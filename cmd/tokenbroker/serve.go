@@ -119,7 +119,12 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	if err != nil {
 		return err
 	}
-	audit := exchange.NewAuditWriter(st, exchange.AuditWriterOptions{Logger: log})
+	auditErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenbroker_audit_store_errors_total",
+		Help: "Batches of audit events that could not be stored (they are still in the log).",
+	})
+	metricsReg.MustRegister(auditErrors)
+	audit := exchange.NewAuditWriter(st, exchange.AuditWriterOptions{Logger: log, OnError: func(error) { auditErrors.Inc() }})
 	clientLimit, subjectLimit, err := cfg.limits()
 	if err != nil {
 		return err
