@@ -91,6 +91,13 @@ func (s *flakyStore) UseAPIKey(ctx context.Context, hash []byte, now time.Time) 
 	return s.Store.UseAPIKey(ctx, hash, now)
 }
 
+func (s *flakyStore) UseAPIKeys(ctx context.Context, uses []*exchange.APIKeyUse) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.Store.UseAPIKeys(ctx, uses)
+}
+
 func (s *flakyStore) APIKeyByHash(ctx context.Context, hash []byte) (exchange.APIKey, error) {
 	if err := s.check(); err != nil {
 		return exchange.APIKey{}, err

@@ -24,20 +24,22 @@ type APIKeysConfig struct {
 	Store APIKeyStore
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-	// Commit tunes the group commit of new keys.
+	// Commit tunes the group commits of new keys and of uses of limited keys.
 	Commit GroupCommitOptions
 }
 
-// APIKeys issues, verifies and revokes API keys. New keys are committed in
-// groups (GroupCommitter): Issue returns only once its key is durable, and
-// concurrent issues share a transaction.
+// APIKeys issues, verifies and revokes API keys. New keys and uses of keys
+// with a use limit are committed in groups (GroupCommitter): Issue and
+// Verify return only once their write is durable, and concurrent calls
+// share a transaction.
 type APIKeys struct {
 	store     APIKeyStore
 	now       func() time.Time
 	committer *GroupCommitter[APIKey]
+	uses      *GroupCommitter[*APIKeyUse]
 }
 
-// NewAPIKeys checks cfg and starts the group committer; Close stops it.
+// NewAPIKeys checks cfg and starts the group committers; Close stops them.
 func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("exchange: APIKeysConfig needs a Store")
@@ -49,11 +51,15 @@ func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
 		store:     cfg.Store,
 		now:       cfg.Now,
 		committer: NewGroupCommitter(cfg.Store.InsertAPIKeys, cfg.Commit),
+		uses:      NewGroupCommitter(cfg.Store.UseAPIKeys, cfg.Commit),
 	}, nil
 }
 
-// Close commits the keys already submitted and stops the committer.
-func (a *APIKeys) Close() error { return a.committer.Close() }
+// Close commits the keys and uses already submitted and stops the
+// committers.
+func (a *APIKeys) Close() error {
+	return errors.Join(a.uses.Close(), a.committer.Close())
+}
 
 // Issue makes a new key carrying the fields of grant (Subject, Issuer,
 // Policy, Audience, Scopes, Metadata, CreatedAt, ExpiresAt, Uses), stores it
@@ -99,24 +105,53 @@ func (v KeyVerification) Valid() bool { return v.Code == KeyValid }
 
 // Verify checks key and, when it is valid and has a use limit, spends one
 // use, atomically across replicas. A malformed key, or one with a wrong
-// checksum, is KeyNotFound without any store access. An error means the
-// store failed; the verdict is then unknown.
+// checksum, is KeyNotFound without any store access. The key is read first:
+// an unlimited key, or one already refused, costs that read only. A use of a
+// limited key goes through the group committer of uses, whose transaction
+// re-checks the key. An error means the store failed; the verdict is then
+// unknown (and the use possibly spent).
 func (a *APIKeys) Verify(ctx context.Context, key string) (KeyVerification, error) {
 	hash, err := ParseAPIKey(key)
 	if err != nil {
 		return KeyVerification{Code: KeyNotFound}, nil
 	}
 	now := a.now()
-	k, used, err := a.store.UseAPIKey(ctx, hash, now)
+	k, err := a.store.APIKeyByHash(ctx, hash)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return KeyVerification{Code: KeyNotFound}, nil
 	case err != nil:
 		return KeyVerification{}, fmt.Errorf("exchange: verify API key: %w", err)
-	case used:
-		return KeyVerification{Code: KeyValid, Key: k}, nil
 	}
-	return KeyVerification{Code: keyState(k, now), Key: k}, nil
+	if code := keyState(k, now); code != KeyValid || !k.Limited() {
+		return KeyVerification{Code: code, Key: k}, nil
+	}
+	return a.use(ctx, hash, now)
+}
+
+// use spends one use of the limited key of hash at now and reports the
+// verdict on the key as the use left it.
+func (a *APIKeys) use(ctx context.Context, hash []byte, now time.Time) (KeyVerification, error) {
+	u := &APIKeyUse{Hash: hash, Now: now}
+	if err := a.uses.Submit(ctx, u); err != nil {
+		return KeyVerification{}, fmt.Errorf("exchange: verify API key: %w", err)
+	}
+	// Submit returned after the commit set u's results.
+	switch {
+	case errors.Is(u.Err, ErrNotFound): // purged since the read
+		return KeyVerification{Code: KeyNotFound}, nil
+	case u.Err != nil:
+		return KeyVerification{}, fmt.Errorf("exchange: verify API key: %w", u.Err)
+	case u.Used:
+		return KeyVerification{Code: KeyValid, Key: u.Key}, nil
+	}
+	// Refused since the read: spent, revoked or expired by now. A key the
+	// store refused is never reported valid, whatever it reads as.
+	code := keyState(u.Key, now)
+	if code == KeyValid {
+		code = KeyUsageExceeded
+	}
+	return KeyVerification{Code: code, Key: u.Key}, nil
 }
 
 // Inspect reports the state of key without spending a use (introspection).

@@ -211,10 +211,10 @@ type blockingStore struct {
 	release chan struct{}
 }
 
-func (s *blockingStore) UseAPIKey(ctx context.Context, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
+func (s *blockingStore) APIKeyByHash(ctx context.Context, hash []byte) (exchange.APIKey, error) {
 	s.entered <- struct{}{}
 	<-s.release
-	return s.Store.UseAPIKey(ctx, hash, now)
+	return s.Store.APIKeyByHash(ctx, hash)
 }
 
 // TestCredentialEndpointsInFlightCap: with every slot taken by a slow key

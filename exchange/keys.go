@@ -53,15 +53,29 @@ type KeyManager struct {
 	store     SigningKeyStore
 	algorithm string
 	now       func() time.Time
+	sealer    *KeySealer // nil: keys are stored unencrypted
 
 	mu   sync.RWMutex
 	keys []*signingKey // as loaded: every key not removed, oldest first
 	jwks []byte
 }
 
+// KeyManagerOption configures a KeyManager.
+type KeyManagerOption func(*KeyManager)
+
+// WithKeySealer encrypts the keys the KeyManager creates (the first one and
+// every rotation) with s before they reach the store, and decrypts the
+// sealed keys it loads. Unsealed (legacy) keys still load, so turning
+// encryption on needs no migration: they age out at the next rotations.
+// Without it, keys are stored unencrypted and a sealed key is an error
+// wrapping ErrKeySealed.
+func WithKeySealer(s *KeySealer) KeyManagerOption {
+	return func(m *KeyManager) { m.sealer = s }
+}
+
 // NewKeyManager loads the signing keys of store, creating a key for
 // algorithm (DefaultAlgorithm when empty) if none is current. now may be nil.
-func NewKeyManager(ctx context.Context, store SigningKeyStore, algorithm string, now func() time.Time) (*KeyManager, error) {
+func NewKeyManager(ctx context.Context, store SigningKeyStore, algorithm string, now func() time.Time, opts ...KeyManagerOption) (*KeyManager, error) {
 	if algorithm == "" {
 		algorithm = DefaultAlgorithm
 	}
@@ -72,7 +86,10 @@ func NewKeyManager(ctx context.Context, store SigningKeyStore, algorithm string,
 		now = time.Now
 	}
 	m := &KeyManager{store: store, algorithm: algorithm, now: now}
-	cand, err := GenerateKey(algorithm, now())
+	for _, o := range opts {
+		o(m)
+	}
+	cand, err := m.generateKey(now())
 	if err != nil {
 		return nil, err
 	}
@@ -123,12 +140,37 @@ func GenerateKey(algorithm string, now time.Time) (StoredKey, error) {
 	}, nil
 }
 
-func loadKey(sk StoredKey) (*signingKey, error) {
+// generateKey makes a new key for the configured algorithm, sealed when a
+// sealer is set: its private key never reaches the store in the clear.
+func (m *KeyManager) generateKey(now time.Time) (StoredKey, error) {
+	sk, err := GenerateKey(m.algorithm, now)
+	if err != nil || m.sealer == nil {
+		return sk, err
+	}
+	sk.PrivateKey, err = m.sealer.Seal(sk.ID, sk.Algorithm, sk.PrivateKey)
+	if err != nil {
+		return StoredKey{}, err
+	}
+	return sk, nil
+}
+
+// privateKey returns the PKCS #8 DER of sk, decrypting a sealed key.
+func (m *KeyManager) privateKey(sk StoredKey) ([]byte, error) {
+	switch {
+	case !IsSealed(sk.PrivateKey):
+		return sk.PrivateKey, nil
+	case m.sealer == nil:
+		return nil, fmt.Errorf("exchange: signing key %s is encrypted: %w", sk.ID, ErrKeySealed)
+	}
+	return m.sealer.Open(sk.ID, sk.Algorithm, sk.PrivateKey)
+}
+
+func loadKey(sk StoredKey, der []byte) (*signingKey, error) {
 	alg, ok := signingAlgorithms[sk.Algorithm]
 	if !ok {
 		return nil, fmt.Errorf("exchange: key %s: unsupported algorithm %q", sk.ID, sk.Algorithm)
 	}
-	priv, err := x509.ParsePKCS8PrivateKey(sk.PrivateKey)
+	priv, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("exchange: key %s: %w", sk.ID, err)
 	}
@@ -158,7 +200,11 @@ func (m *KeyManager) Reload(ctx context.Context) error {
 	var keys []*signingKey
 	pub := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for _, sk := range stored {
-		k, err := loadKey(sk)
+		der, err := m.privateKey(sk)
+		if err != nil {
+			return err
+		}
+		k, err := loadKey(sk, der)
 		if err != nil {
 			return err
 		}

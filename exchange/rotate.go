@@ -54,6 +54,9 @@ type KeyInfo struct {
 	State string
 	// Signing is set on the key that signs at the time of listing.
 	Signing bool
+	// Encrypted is set on a key whose private key the store holds sealed
+	// (see KeySealer); an unset one is stored in the clear.
+	Encrypted bool
 }
 
 func keyInfo(sk StoredKey, now time.Time) KeyInfo {
@@ -67,6 +70,7 @@ func keyInfo(sk StoredKey, now time.Time) KeyInfo {
 	return KeyInfo{
 		ID: sk.ID, Algorithm: sk.Algorithm, CreatedAt: sk.CreatedAt, ActiveAt: sk.ActiveAt,
 		RetiredAt: sk.RetiredAt, RemoveAt: sk.RemoveAt, State: state,
+		Encrypted: IsSealed(sk.PrivateKey),
 	}
 }
 
@@ -127,7 +131,7 @@ func (m *KeyManager) Rotate(ctx context.Context, publishAhead, keepAfter time.Du
 	if cur.ActiveAt.After(now) {
 		return KeyInfo{}, fmt.Errorf("%w: key %s signs from %s", ErrRotationPending, cur.ID, cur.ActiveAt.UTC().Format(time.RFC3339))
 	}
-	next, err := GenerateKey(m.algorithm, now)
+	next, err := m.generateKey(now)
 	if err != nil {
 		return KeyInfo{}, err
 	}

@@ -191,6 +191,23 @@ type APIKeyQuery struct {
 	Limit int
 }
 
+// APIKeyUse is one use of an APIKeyStore.UseAPIKeys batch: the key to spend
+// and the time of the use, then, once the batch is committed, its result.
+type APIKeyUse struct {
+	// Hash is the SHA-256 of the key.
+	Hash []byte
+	// Now is the time of the use, against which expiry is checked.
+	Now time.Time
+	// Key is the key as it stands after the use (set by UseAPIKeys).
+	Key APIKey
+	// Used reports whether a use was granted (set by UseAPIKeys).
+	Used bool
+	// Err is ErrNotFound for an unknown hash, another error for a
+	// malformed use or a stored key that cannot be read, nil otherwise (set
+	// by UseAPIKeys).
+	Err error
+}
+
 // APIKeyStore keeps API keys, shared by every replica.
 type APIKeyStore interface {
 	// InsertAPIKeys stores keys in one transaction: all or none. A key
@@ -207,6 +224,17 @@ type APIKeyStore interface {
 	// across every replica: N concurrent calls on a key with N uses grant
 	// exactly N. An unknown hash gives ErrNotFound.
 	UseAPIKey(ctx context.Context, hash []byte, now time.Time) (key APIKey, used bool, err error)
+	// UseAPIKeys is UseAPIKey for a batch, in one transaction (one commit):
+	// each use is decided in order, against the key as the earlier uses of
+	// the batch left it (N uses of a key with N-1 remaining: the first N-1
+	// are granted), and its Key, Used and Err are set. A use of an unknown
+	// hash gets Err ErrNotFound and a malformed use its own error, without
+	// failing the others. A returned error means the store failed: the
+	// transaction is rolled back (unless the failure hid its commit, as a
+	// lost connection can), the uses' results are meaningless and each use
+	// must be treated as refused. It is atomic across every replica, like
+	// UseAPIKey.
+	UseAPIKeys(ctx context.Context, uses []*APIKeyUse) error
 	// RevokeAPIKey marks the key of id revoked at now and reports whether it
 	// was held and not yet revoked.
 	RevokeAPIKey(ctx context.Context, id string, now time.Time) (bool, error)

@@ -29,6 +29,7 @@ var lintKeys = []string{LintSharedIssuerWithoutTenant, LintAnyRepository, LintWi
 const (
 	claimRunnerEnvironment = "runner_environment"
 	claimEventName         = "event_name"
+	claimJTI               = "jti"
 	eventPullRequestTarget = "pull_request_target"
 )
 
@@ -62,16 +63,23 @@ func lint(p *Policy, guardrails []*Guardrail) ([]error, []Warning) {
 	}
 	warns = append(warns, liftedGuardrailWarnings(p, guardrails)...)
 	c := p.compiled
+	if p.singleUse() && c.info != nil && c.info.KnownClaims != nil && !slices.Contains(c.info.KnownClaims, claimJTI) {
+		warn("single_use", "single_use (the default) needs a jti, and tokens of issuer %q carry none: the broker refuses every exchange; set single_use: false", c.issuer)
+	}
 	if m := c.claim(claimEventName); m != nil && m.match(eventPullRequestTarget) {
 		warn("claims."+claimEventName, "admits event_name %s, which runs with the base repository's privileges on pull requests from forks", eventPullRequestTarget)
 	}
 	if !hasDeployScope(p.Grant.Scopes) {
 		return errs, warns
 	}
-	if emits(c.info, claimRunnerEnvironment) && c.claim(claimRunnerEnvironment) == nil && !guarded(p, guardrails, claimRunnerEnvironment) {
-		warn("grant.scopes", "grants a deploy scope without excluding self-hosted runners: add claims.%s: github-hosted or a guardrail on %s", claimRunnerEnvironment, claimRunnerEnvironment)
+	if hosted, ok := hostedRunner(c.info, c.issuer); ok && c.claim(claimRunnerEnvironment) == nil && !guarded(p, guardrails, claimRunnerEnvironment) {
+		pin := " pinned to the provider's hosted-runner value"
+		if hosted != "" {
+			pin = ": " + hosted
+		}
+		warn("grant.scopes", "grants a deploy scope without excluding self-hosted runners: add claims.%s%s or a guardrail on %s", claimRunnerEnvironment, pin, claimRunnerEnvironment)
 	}
-	if emits(c.info, claimEventName) && c.claim(claimEventName) == nil && !strings.Contains(p.Condition, claimEventName) && !guarded(p, guardrails, claimEventName) {
+	if sendsEventName(c.info, c.issuer) && c.claim(claimEventName) == nil && !strings.Contains(p.Condition, claimEventName) && !guarded(p, guardrails, claimEventName) {
 		warn("grant.scopes", "grants a deploy scope for every event: pin claims.%s (e.g. push) or add a guardrail denying %s", claimEventName, eventPullRequestTarget)
 	}
 	return errs, warns
@@ -136,10 +144,56 @@ func repositoryClaims(is *Issuer) []string {
 	return DefaultRepositoryClaims
 }
 
-// emits reports whether an issuer may carry the claim: unknown issuers and
-// issuers without a KnownClaims list may.
-func emits(is *Issuer, claim string) bool {
-	return is == nil || is.KnownClaims == nil || slices.Contains(is.KnownClaims, claim)
+// hostedRunners are the runner_environment values of the hosted runners of
+// the providers that send the claim, told apart by a claim only that
+// provider sends, or by its issuer URL when the issuer's claims are unknown.
+var hostedRunners = []struct {
+	claim, value string
+	isURL        func(string) bool
+}{
+	{"repository_owner_id", "github-hosted", isGitHubURL},
+	{"namespace_id", "gitlab-hosted", func(u string) bool { return u == "https://gitlab.com" }},
+	{"organization_slug", "buildkite-hosted", func(u string) bool { return u == "https://agent.buildkite.com" }},
+}
+
+// isGitHubURL reports whether u is a GitHub Actions issuer: github.com's,
+// a GHE.com enterprise's, or a GitHub Enterprise Server's.
+func isGitHubURL(u string) bool {
+	return strings.HasPrefix(u, "https://token.actions.githubusercontent.com") || strings.HasSuffix(u, "/_services/token")
+}
+
+// sendsEventName reports whether tokens of the issuer carry event_name (a
+// GitHub Actions claim): its known claims say so or, without a claim
+// list, its URL is GitHub's.
+func sendsEventName(is *Issuer, issuerURL string) bool {
+	if is != nil && is.KnownClaims != nil {
+		return slices.Contains(is.KnownClaims, claimEventName)
+	}
+	return isGitHubURL(issuerURL)
+}
+
+// hostedRunner reports whether tokens of the issuer say where the job ran
+// (runner_environment), and the value of a hosted runner, when known. An
+// issuer whose known claims lack runner_environment does not; one without
+// a claim list does only if its URL is a known provider's.
+func hostedRunner(is *Issuer, issuerURL string) (string, bool) {
+	if is != nil && is.KnownClaims != nil {
+		if !slices.Contains(is.KnownClaims, claimRunnerEnvironment) {
+			return "", false
+		}
+		for _, h := range hostedRunners {
+			if slices.Contains(is.KnownClaims, h.claim) {
+				return h.value, true
+			}
+		}
+		return "", true
+	}
+	for _, h := range hostedRunners {
+		if h.isURL(issuerURL) {
+			return h.value, true
+		}
+	}
+	return "", false
 }
 
 // guarded reports whether a guardrail on the policy's issuer, and not

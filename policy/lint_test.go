@@ -99,6 +99,7 @@ func TestLoadWithoutIssuers(t *testing.T) {
 
 func TestLintWarnings(t *testing.T) {
 	const ci = "issuer: http://ci.example"
+	const gh = "issuer: " + githubURL + "\n    subject: repo:o/a:ref:refs/heads/main\n    claims: {repository_owner_id: \"1\"}"
 	runner := Warning{File: "test.yaml", Line: 0, Policy: "p", Message: "grants a deploy scope without excluding self-hosted runners: add claims.runner_environment: github-hosted or a guardrail on runner_environment"}
 	event := Warning{File: "test.yaml", Line: 0, Policy: "p", Message: "grants a deploy scope for every event: pin claims.event_name (e.g. push) or add a guardrail denying pull_request_target"}
 	at := func(w Warning, line int) Warning { w.Line = line; return w }
@@ -110,11 +111,27 @@ func TestLintWarnings(t *testing.T) {
 		want []Warning
 	}{
 		{"read scope", policyYAML(ci, "read"), nil, nil},
-		{"deploy scope unguarded", policyYAML(ci, "deploy:prod"), nil, []Warning{at(runner, 5), at(event, 5)}},
+		{"deploy scope unguarded", policyYAML(gh, "deploy:prod"), nil, []Warning{at(runner, 7), at(event, 7)}},
+		{"unknown issuer: no GitHub claims to suggest", policyYAML(ci, "deploy:prod"), nil, nil},
+		{"issuer with event_name", policyYAML(ci, "deploy:prod"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"jti", "event_name"}}}, []Warning{at(event, 5)}},
+		{"GitLab suggests gitlab-hosted", policyYAML("issuer: https://gitlab.example", "deploy"),
+			[]Issuer{{URL: "https://gitlab.example", KnownClaims: []string{"jti", "namespace_id", "project_id", "runner_environment"}}},
+			[]Warning{{File: "test.yaml", Line: 5, Policy: "p", Message: "grants a deploy scope without excluding self-hosted runners: add claims.runner_environment: gitlab-hosted or a guardrail on runner_environment"}}},
+		{"gitlab.com without a claim list", policyYAML("issuer: https://gitlab.com", "deploy"), []Issuer{{URL: "https://gitlab.com"}},
+			[]Warning{{File: "test.yaml", Line: 5, Policy: "p", Message: "grants a deploy scope without excluding self-hosted runners: add claims.runner_environment: gitlab-hosted or a guardrail on runner_environment"}}},
+		{"Buildkite suggests buildkite-hosted", policyYAML("issuer: https://agent.buildkite.com", "deploy"),
+			[]Issuer{{URL: "https://agent.buildkite.com", KnownClaims: []string{"jti", "organization_slug", "pipeline_slug", "runner_environment"}}},
+			[]Warning{{File: "test.yaml", Line: 5, Policy: "p", Message: "grants a deploy scope without excluding self-hosted runners: add claims.runner_environment: buildkite-hosted or a guardrail on runner_environment"}}},
+		{"another issuer with runner_environment", policyYAML(ci, "deploy"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"jti", "runner_environment"}}},
+			[]Warning{{File: "test.yaml", Line: 5, Policy: "p", Message: "grants a deploy scope without excluding self-hosted runners: add claims.runner_environment pinned to the provider's hosted-runner value or a guardrail on runner_environment"}}},
 		{"deploy scope pinned", policyYAML(ci, "deploy:prod", "claims: {runner_environment: github-hosted, event_name: push}"), nil, nil},
-		{"deploy scope with event condition", policyYAML(ci, "Deploy", "condition: 'claims.event_name == \"push\"'"), nil, []Warning{at(runner, 6)}},
+		{"deploy scope with event condition", policyYAML(gh, "Deploy", "condition: 'claims.event_name == \"push\"'"), nil, []Warning{at(runner, 8)}},
 		{"deploy scope guarded", guardrails + policyYAML(ci, "deploy"), nil, nil},
-		{"issuer without these claims", policyYAML(ci, "deploy"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"ref"}}}, nil},
+		{"single use on an issuer without jti", policyYAML(ci, "read"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"ref"}}}, []Warning{
+			{File: "test.yaml", Line: 2, Policy: "p", Message: `single_use (the default) needs a jti, and tokens of issuer "http://ci.example" carry none: the broker refuses every exchange; set single_use: false`}}},
+		{"not single use on an issuer without jti", policyYAML(ci, "read", "single_use: false"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"ref"}}}, nil},
+		{"single use on an issuer with jti", policyYAML(ci, "read"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"jti"}}}, nil},
+		{"issuer without these claims", policyYAML(ci, "deploy"), []Issuer{{URL: "http://ci.example", KnownClaims: []string{"ref", "jti"}}}, nil},
 		{"pull_request_target admitted", policyYAML(ci, "read", "claims: {event_name: 'pull_request*'}"), nil, []Warning{
 			{File: "test.yaml", Line: 5, Policy: "p", Message: "admits event_name pull_request_target, which runs with the base repository's privileges on pull requests from forks"}}},
 		{"lifted refusal is loud", policyYAML(ci, "read", "subject_pattern: 'repo:octo/**'", "allow: [wide_wildcard]"), nil, []Warning{

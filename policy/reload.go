@@ -86,16 +86,23 @@ func (r *Reloader) Reload() error {
 // Debounce of quiet, until ctx ends. It watches the directory (the file's
 // directory, for a file) rather than the file, so that editors and tools
 // that replace a file by renaming a new one over it are seen, as are
-// Kubernetes ConfigMap updates (a swap of the ..data link). Watch returns
-// once the watch is in place.
+// Kubernetes ConfigMap updates (a swap of the ..data link). It also
+// watches that directory's parent, so that a directory removed and created
+// again (`rm -rf policies && cp -r new policies`) is watched again and
+// reloaded; its loss is reported to OnWatchError. Watch returns once the
+// watch is in place.
 func (r *Reloader) Watch(ctx context.Context, path string) error {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("policy: watch: %w", err)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("policy: watch: %w", err)
 	}
 	dir, file := path, ""
 	if !st.IsDir() {
-		dir, file = filepath.Dir(path), filepath.Clean(path)
+		dir, file = filepath.Dir(path), path
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -105,8 +112,21 @@ func (r *Reloader) Watch(ctx context.Context, path string) error {
 		_ = w.Close()
 		return fmt.Errorf("policy: watch %s: %w", dir, err)
 	}
-	go r.watch(ctx, w, func(name string) bool { return relevant(name, file) })
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := w.Add(parent); err != nil {
+			// Not fatal: changes inside dir are still seen.
+			r.watchError(fmt.Errorf("policy: watch %s (to see %s removed and created again): %w", parent, dir, err))
+		}
+	}
+	go r.watch(ctx, w, dir, func(name string) bool { return relevant(name, file) })
 	return nil
+}
+
+// watchError reports a watcher error to OnWatchError.
+func (r *Reloader) watchError(err error) {
+	if r.opts.OnWatchError != nil {
+		r.opts.OnWatchError(err)
+	}
 }
 
 // relevant reports whether a change of name can change the set loaded from
@@ -122,10 +142,13 @@ func relevant(name, file string) bool {
 	return !strings.HasPrefix(base, ".") && isPolicyFile(base)
 }
 
-func (r *Reloader) watch(ctx context.Context, w *fsnotify.Watcher, relevant func(string) bool) {
+// watch runs the event loop of Watch: dir is the watched directory, whose
+// parent is watched too; relevant filters the changes inside dir.
+func (r *Reloader) watch(ctx context.Context, w *fsnotify.Watcher, dir string, relevant func(string) bool) {
 	defer func() { _ = w.Close() }()
 	timer := time.NewTimer(r.opts.Debounce)
 	timer.Stop()
+	lost := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -135,16 +158,37 @@ func (r *Reloader) watch(ctx context.Context, w *fsnotify.Watcher, relevant func
 			if !ok {
 				return
 			}
-			if ev.Op != fsnotify.Chmod && relevant(ev.Name) {
+			switch {
+			case filepath.Clean(ev.Name) == dir:
+				// An event of the parent about dir (or of dir about itself).
+				switch {
+				case ev.Has(fsnotify.Create):
+					// dir is back (or a new one was renamed into place): the
+					// old watch, if any, follows the old directory.
+					_ = w.Remove(dir)
+					if err := w.Add(dir); err != nil {
+						lost = true
+						r.watchError(fmt.Errorf("policy: watch %s: created again, but: %w", dir, err))
+						continue
+					}
+					lost = false
+					timer.Reset(r.opts.Debounce)
+				case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
+					if !lost {
+						lost = true
+						r.watchError(fmt.Errorf("policy: watch %s: the folder was removed; the policies in force stay until it is created again", dir))
+					}
+				}
+			case filepath.Dir(ev.Name) != dir:
+				// Another entry of the parent.
+			case ev.Op != fsnotify.Chmod && relevant(ev.Name):
 				timer.Reset(r.opts.Debounce)
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return
 			}
-			if r.opts.OnWatchError != nil {
-				r.opts.OnWatchError(fmt.Errorf("policy: watch: %w", err))
-			}
+			r.watchError(fmt.Errorf("policy: watch: %w", err))
 		case <-timer.C:
 			_ = r.Reload() // reported through OnError
 		}

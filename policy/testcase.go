@@ -2,8 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -203,9 +201,9 @@ func (p *parser) testCase(n *yaml.Node) *TestCase {
 			tc.Name = p.scalar(v, rule, key)
 		case "claims":
 			hasClaims = true
-			claims, err := yamlClaims(v)
-			if err != nil {
-				p.errf(v, rule, key, "%v", err)
+			claims, errs := decodeYAMLClaims(v)
+			for _, e := range errs {
+				p.errf(e.node, rule, strings.TrimSuffix(join(key, e.path), "."), "%s", e.msg)
 			}
 			tc.Claims = claims
 		case "token":
@@ -276,56 +274,6 @@ func (p *parser) words(n *yaml.Node, rule, key string, split bool) []string {
 	return p.list(n, rule, key)
 }
 
-// yamlClaims converts a YAML mapping to the claims a verifier hands over:
-// the JSON data model, numbers as json.Number.
-func yamlClaims(n *yaml.Node) (map[string]any, error) {
-	var raw map[string]any
-	if err := n.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("must be a mapping of claims: %w", err)
-	}
-	data, err := json.Marshal(raw)
-	if err != nil {
-		return nil, fmt.Errorf("claims are not JSON data: %w", err)
-	}
-	return decodeClaims(data)
-}
-
-// TokenClaims decodes the payload of a compact JWS without checking its
-// signature: it is for test cases and `policy explain`, never for
-// authorizing anything.
-func TokenClaims(token string) (map[string]any, error) {
-	parts := strings.Split(strings.TrimSpace(token), ".")
-	if len(parts) != 3 {
-		return nil, fmt.Errorf("policy: token: want a compact JWS (three dot-separated parts), got %d parts", len(parts))
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil, fmt.Errorf("policy: token payload: %w", err)
-	}
-	claims, err := decodeClaims(payload)
-	if err != nil {
-		return nil, fmt.Errorf("policy: token payload: %w", err)
-	}
-	return claims, nil
-}
-
-// decodeClaims decodes a JSON object with numbers as json.Number.
-func decodeClaims(data []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var claims map[string]any
-	if err := dec.Decode(&claims); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
-	}
-	if claims == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	return claims, nil
-}
-
 // RequestFromClaims builds the Request a verified token with these claims
 // makes: iss, sub and aud (a string or a list) are taken from the claims.
 func RequestFromClaims(claims map[string]any) (Request, error) {
@@ -377,8 +325,21 @@ type Result struct {
 	Err error
 }
 
+// ReasonNoJTI is why the broker refuses a token without a jti (a non-empty
+// string) that a single-use policy allowed: there is nothing to burn.
+const ReasonNoJTI = "subject_token has no jti, required by a single-use policy"
+
+// hasJTI reports whether the claims carry a jti the broker can burn: a
+// non-empty string.
+func hasJTI(claims map[string]any) bool {
+	jti, ok := claims["jti"].(string)
+	return ok && jti != ""
+}
+
 // RunTest evaluates a test case against the set and compares the decision
-// with the expectation.
+// with the expectation. Like the broker, it refuses a token whose jti is
+// not a string, and a decision of a single_use policy for a token without
+// a jti (deny invalid_request).
 func (s *Set) RunTest(tc *TestCase) Result {
 	r := Result{Case: tc}
 	req, err := tc.Request()
@@ -386,9 +347,28 @@ func (s *Set) RunTest(tc *TestCase) Result {
 		r.Err = err
 		return r
 	}
+	if jti, present := req.Claims["jti"]; present {
+		if _, ok := jti.(string); !ok {
+			// The verifier refuses such a token before any policy runs.
+			r.Got = "deny " + CodeInvalidRequest
+			r.Pass = !tc.Expect.Allow && (tc.Expect.Code == "" || tc.Expect.Code == CodeInvalidRequest)
+			if !r.Pass {
+				r.Details = append(r.Details, "reason: subject_token is invalid: jti is not a string")
+			}
+			return r
+		}
+	}
 	d, err := s.Evaluate(req)
 	var deny *DenyError
 	switch {
+	case err == nil && d.SingleUse && !hasJTI(req.Claims):
+		// The broker refuses here too (exchange: claimOnce), after the
+		// policies allowed: a single-use exchange burns the token's jti.
+		r.Got = "deny " + CodeInvalidRequest
+		r.Pass = !tc.Expect.Allow && (tc.Expect.Code == "" || tc.Expect.Code == CodeInvalidRequest)
+		if !r.Pass {
+			r.Details = append(r.Details, fmt.Sprintf("reason: %s: policy %q is single_use (the default); add a jti to the claims, or set single_use: false if the issuer's tokens carry none", ReasonNoJTI, d.Policy))
+		}
 	case err == nil:
 		r.Got = "allow " + d.Policy
 		r.Pass = tc.Expect.Allow && tc.Expect.Policy == d.Policy
@@ -406,7 +386,7 @@ func (s *Set) RunTest(tc *TestCase) Result {
 		r.Err = err
 		return r
 	}
-	if !r.Pass && tc.Expect.Allow && tc.Expect.Policy != strings.TrimPrefix(r.Got, "allow ") {
+	if !r.Pass && tc.Expect.Allow && (d == nil || tc.Expect.Policy != d.Policy) {
 		r.Details = append(r.Details, s.whyNot(tc.Expect.Policy, req))
 	}
 	return r
@@ -429,21 +409,4 @@ func (s *Set) whyNot(name string, req Request) string {
 	}
 	sort.Strings(names)
 	return fmt.Sprintf("no policy is named %q (policies: %s)", name, strings.Join(names, ", "))
-}
-
-// ParseClaims parses a token's claims written as a JSON or YAML object, as
-// `policy explain --claims` reads them; numbers become json.Number.
-func ParseClaims(data []byte) (map[string]any, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("policy: claims: %w", err)
-	}
-	if len(doc.Content) == 0 {
-		return nil, errors.New("policy: claims: empty document")
-	}
-	claims, err := yamlClaims(doc.Content[0])
-	if err != nil {
-		return nil, fmt.Errorf("policy: claims: %w", err)
-	}
-	return claims, nil
 }

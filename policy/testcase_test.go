@@ -110,6 +110,9 @@ func TestRunTestFailures(t *testing.T) {
 			`allowed by policy "read-any-branch" (candidates in selection order: read-any-branch)`,
 			`no policy is named "nope" (policies: deploy, read-any-branch)`,
 		}},
+		"no jti for a single-use policy": {Got: "deny invalid_request", Details: []string{
+			`reason: subject_token has no jti, required by a single-use policy: policy "read-any-branch" is single_use (the default); add a jti to the claims, or set single_use: false if the issuer's tokens carry none`,
+		}},
 		"no issuer": {Err: "policy: claims need iss (a string)"},
 	}
 	for _, tc := range cases {
@@ -219,7 +222,7 @@ func TestTokenClaims(t *testing.T) {
 
 func TestTestCaseFromToken(t *testing.T) {
 	s := loadTestSet(t)
-	tok := signedToken(t, map[string]any{"iss": "https://ci.example", "sub": "repo:org/app:ref:refs/heads/main", "aud": "broker", "run_number": 7, "protected": true})
+	tok := signedToken(t, map[string]any{"iss": "https://ci.example", "sub": "repo:org/app:ref:refs/heads/main", "aud": "broker", "jti": "a1b2c3", "run_number": 7, "protected": true})
 	cases, err := ParseTests("t_test.yaml", []byte("tests:\n  - name: from a token\n    token: "+tok+"\n    expect: allow deploy\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -92,7 +92,8 @@ type Options struct {
 	// failed for KeySetTTL. Until a new discovery succeeds the old one, and
 	// its keys up to MaxStaleness old, keep serving. Zero means 24h.
 	DiscoveryTTL time.Duration
-	// Leeway is the tolerated clock skew; zero means DefaultLeeway.
+	// Leeway is the tolerated clock skew; zero means DefaultLeeway, and a
+	// negative value means none.
 	Leeway time.Duration
 	// MaxLifetime is the longest exp - iat accepted; zero means 1h.
 	MaxLifetime time.Duration
@@ -128,8 +129,11 @@ func (o Options) withDefaults() Options {
 	if o.DiscoveryTTL <= 0 {
 		o.DiscoveryTTL = DefaultDiscoveryTTL
 	}
-	if o.Leeway <= 0 {
+	switch {
+	case o.Leeway == 0:
 		o.Leeway = DefaultLeeway
+	case o.Leeway < 0:
+		o.Leeway = 0
 	}
 	if o.MaxLifetime <= 0 {
 		o.MaxLifetime = DefaultMaxLifetime

@@ -3,6 +3,7 @@ package providers
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -68,6 +69,17 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, o); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+// TestOptionsNoLeeway: a negative leeway means none (limits.leeway: 0),
+// while zero keeps meaning the default.
+func TestOptionsNoLeeway(t *testing.T) {
+	if got := (Options{Leeway: -1}).withDefaults().Leeway; got != 0 {
+		t.Errorf("Leeway -1 -> %v, want 0", got)
+	}
+	if got := (Options{Leeway: 5 * time.Second}).withDefaults().Leeway; got != 5*time.Second {
+		t.Errorf("Leeway 5s -> %v, want 5s", got)
 	}
 }
 

@@ -254,8 +254,10 @@ var presets = []Preset{
 		TenantClaims:     []string{"sub"},
 		RepositoryClaims: []string{"sub", "email"},
 		SubjectFormats:   []string{"SERVICE_ACCOUNT_UNIQUE_ID (numeric)"},
-		Claims: typed(typed(withRegistered("azp", "email"),
-			ClaimBool, "email_verified"), ClaimObject, "google"),
+		// Google ID tokens carry no jti: a single_use policy on them could
+		// never allow, and policy check warns about it.
+		Claims: without(typed(typed(withRegistered("azp", "email"),
+			ClaimBool, "email_verified"), ClaimObject, "google"), "jti"),
 		Algorithms:  []string{"RS256"},
 		TokenSource: "the metadata server: /computeMetadata/v1/instance/service-accounts/default/identity?audience=AUD&format=full, or `gcloud auth print-identity-token --audiences=AUD --include-email`",
 		Audience:    "?audience= on the metadata request",

@@ -160,6 +160,14 @@ func withRegistered(stringClaims ...string) map[string]ClaimType {
 	return m
 }
 
+// without returns m less the given claims.
+func without(m map[string]ClaimType, names ...string) map[string]ClaimType {
+	for _, n := range names {
+		delete(m, n)
+	}
+	return m
+}
+
 // typed returns m with the given claims set to t.
 func typed(m map[string]ClaimType, t ClaimType, names ...string) map[string]ClaimType {
 	for _, n := range names {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,12 +56,10 @@ func apikeysCmd() *cobra.Command {
 	pf.StringVarP(&configPath, "config", "c", "", "configuration file (YAML)")
 	pf.String("store", "", "store DSN, sqlite://PATH or postgres://... (store)")
 	open := func(cmd *cobra.Command) (exchange.Store, error) {
-		cfg, err := loadConfig(configPath, os.Environ())
+		cfg, err := adminConfig(configPath, cmd.Flags())
 		if err != nil {
 			return nil, err
 		}
-		applyFlags(cfg, cmd.Flags())
-		cfg.defaults()
 		st, err := store.Open(cmd.Context(), cfg.Store)
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", store.Redact(cfg.Store), err)

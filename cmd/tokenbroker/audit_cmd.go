@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,12 +29,10 @@ func auditCmd() *cobra.Command {
 			"--since and --until take a duration back from now (1h, 30m) or an RFC 3339 time.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(configPath, os.Environ())
+			cfg, err := adminConfig(configPath, cmd.Flags())
 			if err != nil {
 				return err
 			}
-			applyFlags(cfg, cmd.Flags())
-			cfg.defaults()
 			now := time.Now()
 			if q.Since, err = parseWhen(since, now); err != nil {
 				return fmt.Errorf("--since: %w", err)

@@ -51,7 +51,9 @@ $GITHUB_ENV or $GITHUB_OUTPUT under --name).
 Exit codes: 0 ok; 2 usage; 3 could not get the CI ID token; 4 the broker
 refused the exchange; 5 the broker is unreachable or failing (retry later);
 6 could not write the output.`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			return usageError(cmd, cobra.NoArgs(cmd, args))
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code := runExchange(cmd.Context(), o, os.Getenv, cmd.OutOrStdout(), cmd.ErrOrStderr()); code != exitOK {
 				return &exitError{code: code}
@@ -59,6 +61,7 @@ refused the exchange; 5 the broker is unreachable or failing (retry later);
 			return nil
 		},
 	}
+	cmd.SetFlagErrorFunc(usageError)
 	f := cmd.Flags()
 	f.StringVar(&o.broker, "broker", "", "broker base URL (default $TOKENBROKER_URL)")
 	f.StringArrayVar(&o.audiences, "audience", nil, "audience of the credential (repeatable)")
@@ -73,6 +76,16 @@ refused the exchange; 5 the broker is unreachable or failing (retry later);
 	f.StringVar(&o.idAudience, "id-token-audience", "", "audience to request for the CI ID token where the CI system allows it (default: the broker URL)")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "overall time limit")
 	return cmd
+}
+
+// usageError prints a flag or argument error of `tokenbroker exchange` and
+// turns it into the documented exit code 2 (cobra's errors would exit 1).
+func usageError(cmd *cobra.Command, err error) error {
+	if err == nil {
+		return nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "tokenbroker exchange: %v (see --help)\n", err)
+	return &exitError{code: exitUsage}
 }
 
 // runExchange does the three steps and returns the exit code; every failure

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,5 +78,37 @@ func TestRunExchange(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^DEPLOY_TOKEN<<(ghadelimiter_[0-9a-f]{32})\ntok-idt\n(ghadelimiter_[0-9a-f]{32})\n$`).Match(b) {
 		t.Errorf("$GITHUB_ENV = %q", b)
+	}
+}
+
+// TestExchangeUsageExitCode: flag and argument mistakes exit 2, as
+// documented, with the reason on stderr (review 3: cobra's errors exited 1).
+func TestExchangeUsageExitCode(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+	}{
+		{"unknown flag", []string{"exchange", "--bogus"}, "unknown flag: --bogus"},
+		{"bad flag value", []string{"exchange", "--timeout", "soon"}, "--timeout"},
+		{"extra argument", []string{"exchange", "deploy-api"}, `unknown command "deploy-api"`},
+		{"flag without value", []string{"exchange", "--broker"}, "flag needs an argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := rootCmd()
+			var stdout, stderr bytes.Buffer
+			root.SetOut(&stdout)
+			root.SetErr(&stderr)
+			root.SetArgs(tc.args)
+			err := root.ExecuteContext(context.Background())
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exitUsage {
+				t.Fatalf("err = %v, want exit code %d", err, exitUsage)
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) || !strings.HasPrefix(stderr.String(), "tokenbroker exchange: ") {
+				t.Errorf("stderr %q, want a line containing %q", stderr.String(), tc.wantStderr)
+			}
+		})
 	}
 }

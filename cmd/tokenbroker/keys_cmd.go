@@ -30,12 +30,10 @@ func keysCmd() *cobra.Command {
 	pf.StringVarP(&configPath, "config", "c", "", "configuration file (YAML), as for serve")
 	pf.String("store", "", "store DSN, sqlite://PATH or postgres://... (store)")
 	load := func(cmd *cobra.Command) (*Config, exchange.Store, error) {
-		cfg, err := loadConfig(configPath, os.Environ())
+		cfg, err := adminConfig(configPath, cmd.Flags())
 		if err != nil {
 			return nil, nil, err
 		}
-		applyFlags(cfg, cmd.Flags())
-		cfg.defaults()
 		if !exchange.ValidAlgorithm(cfg.Signing.Algorithm) {
 			return nil, nil, fmt.Errorf("%s: signing.algorithm: %q is not one of ES256, RS256, EdDSA", cfg.file, cfg.Signing.Algorithm)
 		}
@@ -80,14 +78,15 @@ func keysListCmd(load keysLoader) *cobra.Command {
 }
 
 func keysRotateCmd(load keysLoader) *cobra.Command {
-	var publishAhead time.Duration
+	var publishAhead, maxTTL time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "Publish a new signing key now; it signs after --publish-ahead, and the current key retires then",
 		Long: "Rotate the signing key with overlap: a new key is published in the JWKS at once and\n" +
 			"signs from now + --publish-ahead (default signing.publish_ahead, 10m); the current key\n" +
 			"retires then and stays in the JWKS for limits.max_ttl + limits.leeway + 5m more, until\n" +
-			"every token it signed has expired. Running replicas load the new key within a minute.",
+			"every token it signed has expired. Running replicas load the new key within a minute.\n" +
+			"Give serve's --config (or --max-ttl) so that the retired key stays long enough.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, st, err := load(cmd)
@@ -95,6 +94,9 @@ func keysRotateCmd(load keysLoader) *cobra.Command {
 				return err
 			}
 			defer func() { _ = st.Close() }()
+			if err := rotateMaxTTL(cmd, cfg, maxTTL); err != nil {
+				return err
+			}
 			if !cmd.Flags().Changed("publish-ahead") {
 				publishAhead = cfg.Signing.PublishAhead.D()
 			}
@@ -106,15 +108,35 @@ func keysRotateCmd(load keysLoader) *cobra.Command {
 					"before every verifier has fetched it (replicas reload keys every minute, the JWKS is cached 60 s)\n",
 					publishAhead, minPublishAhead)
 			}
-			return rotateKeys(cmd.Context(), cmd.OutOrStdout(), cfg, st, publishAhead)
+			return rotateKeys(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg, st, publishAhead)
 		},
 	}
 	cmd.Flags().DurationVar(&publishAhead, "publish-ahead", defaultPublishAhead, "how long the new key is published before it signs (signing.publish_ahead)")
+	cmd.Flags().DurationVar(&maxTTL, "max-ttl", 0, "serve's limits.max_ttl, which sets how long the retired key stays in the JWKS (default: from the configuration)")
 	return cmd
 }
 
-func rotateKeys(ctx context.Context, w io.Writer, cfg *Config, st exchange.Store, publishAhead time.Duration) error {
-	km, err := exchange.NewKeyManager(ctx, st, cfg.Signing.Algorithm, nil)
+// rotateMaxTTL applies --max-ttl to cfg, and warns when limits.max_ttl is
+// only the default because no configuration says otherwise: a broker
+// minting longer-lived tokens would see them fail verification once the
+// retired key leaves the JWKS too early.
+func rotateMaxTTL(cmd *cobra.Command, cfg *Config, maxTTL time.Duration) error {
+	if cmd.Flags().Changed("max-ttl") {
+		if maxTTL < time.Minute || maxTTL > 24*time.Hour {
+			return fmt.Errorf("--max-ttl %s: must be between 1m and 24h", maxTTL)
+		}
+		cfg.Limits.MaxTTL = Duration(maxTTL)
+		return nil
+	}
+	if cfg.file == "(defaults)" && os.Getenv("TOKENBROKER_LIMITS_MAX_TTL") == "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: no --config: the retired key stays for the default limits.max_ttl %s "+
+			"(+ leeway and a margin); if serve mints longer-lived tokens, pass --config or --max-ttl\n", cfg.Limits.MaxTTL.D())
+	}
+	return nil
+}
+
+func rotateKeys(ctx context.Context, w, errW io.Writer, cfg *Config, st exchange.Store, publishAhead time.Duration) error {
+	km, err := newKeyManager(ctx, cfg, st, func(msg string) { fmt.Fprintln(errW, "warning: "+msg) })
 	if err != nil {
 		return err
 	}
@@ -148,6 +170,7 @@ type keyJSON struct {
 	Algorithm string     `json:"alg"`
 	State     string     `json:"state"`
 	Signing   bool       `json:"signing"`
+	Encrypted bool       `json:"encrypted"`
 	CreatedAt time.Time  `json:"created_at"`
 	ActiveAt  time.Time  `json:"active_at"`
 	RetiredAt *time.Time `json:"retired_at,omitempty"`
@@ -158,7 +181,7 @@ func writeKeysJSON(w io.Writer, keys []exchange.KeyInfo) error {
 	enc := json.NewEncoder(w)
 	for _, k := range keys {
 		j := keyJSON{
-			ID: k.ID, Algorithm: k.Algorithm, State: k.State, Signing: k.Signing,
+			ID: k.ID, Algorithm: k.Algorithm, State: k.State, Signing: k.Signing, Encrypted: k.Encrypted,
 			CreatedAt: k.CreatedAt.UTC(), ActiveAt: k.ActiveAt.UTC(),
 			RetiredAt: optTime(k.RetiredAt), RemoveAt: optTime(k.RemoveAt),
 		}

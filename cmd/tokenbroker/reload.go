@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,10 +39,51 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 	return m
 }
 
+// hupSignals catches SIGHUP from the very start of serve: the default
+// action of SIGHUP ends the process (exit 129), and warming the issuers may
+// take 15 s before the policy reloader exists. Until wired is called, a HUP
+// is only logged.
+type hupSignals struct {
+	c     chan os.Signal
+	wired chan struct{}
+	once  sync.Once
+}
+
+// catchHUP installs the SIGHUP handler; stop removes it.
+func catchHUP(log *slog.Logger) *hupSignals {
+	h := &hupSignals{c: make(chan os.Signal, 1), wired: make(chan struct{})}
+	signal.Notify(h.c, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-h.wired:
+				return
+			case <-h.c:
+				log.Info("SIGHUP during start-up: ignored, the policies are not loaded yet")
+			}
+		}
+	}()
+	return h
+}
+
+// take ends the start-up logging and hands the channel to its one reader.
+func (h *hupSignals) take() <-chan os.Signal {
+	h.once.Do(func() { close(h.wired) })
+	return h.c
+}
+
+// stop removes the handler (SIGHUP ends the process again) and ends the
+// start-up logging.
+func (h *hupSignals) stop() {
+	signal.Stop(h.c)
+	h.once.Do(func() { close(h.wired) })
+}
+
 // startPolicyReload reloads the policies at path into holder when a policy
-// file changes and on SIGHUP, until ctx ends. A reload that fails keeps the
-// set in force. When the files cannot be watched, SIGHUP still works.
-func startPolicyReload(ctx context.Context, path string, holder *policy.Holder, load func() (*policy.Set, error), reg prometheus.Registerer, log *slog.Logger) {
+// file changes and on a signal on hup (SIGHUP), until ctx ends. A reload that
+// fails keeps the set in force. When the files cannot be watched, SIGHUP
+// still works.
+func startPolicyReload(ctx context.Context, path string, holder *policy.Holder, load func() (*policy.Set, error), hup <-chan os.Signal, reg prometheus.Registerer, log *slog.Logger) {
 	m := newReloadMetrics(reg)
 	if s := holder.Load(); s != nil {
 		m.loaded.Set(float64(s.Len()))
@@ -63,10 +105,7 @@ func startPolicyReload(ctx context.Context, path string, holder *policy.Holder, 
 	if err := r.Watch(ctx, path); err != nil {
 		log.Warn("policy files are not watched; reload with SIGHUP", slog.Any("err", err))
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
-		defer signal.Stop(hup)
 		for {
 			select {
 			case <-ctx.Done():

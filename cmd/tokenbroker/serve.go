@@ -77,8 +77,12 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
+	// First of all: a SIGHUP while the issuers warm up must not end the
+	// process (its default action); the policy reloader takes it over.
+	hup := catchHUP(log)
+	defer hup.stop()
 	reg, err := providers.New(cfg.providerConfigs(), providers.Options{
-		Leeway:          cfg.Limits.Leeway.D(),
+		Leeway:          cfg.providerLeeway(),
 		MaxLifetime:     cfg.Limits.MaxTokenLifetime.D(),
 		RefreshCooldown: cfg.Limits.JWKSCooldown.D(),
 		MaxStaleness:    cfg.Limits.MaxKeyStaleness.D(),
@@ -97,13 +101,13 @@ func serve(ctx context.Context, cfg *Config, opts serveOptions) error {
 	}
 	policies := policy.NewHolder(initial)
 	metricsReg := prometheus.NewRegistry()
-	startPolicyReload(ctx, cfg.Policies, policies, loadSet, metricsReg, log)
+	startPolicyReload(ctx, cfg.Policies, policies, loadSet, hup.take(), metricsReg, log)
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return fmt.Errorf("%s: store: %w", cfg.file, err)
 	}
 	defer func() { _ = st.Close() }()
-	keys, err := exchange.NewKeyManager(ctx, st, cfg.Signing.Algorithm, nil)
+	keys, err := newKeyManager(ctx, cfg, st, func(msg string) { log.Warn(msg) })
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func TestKeyListings(t *testing.T) {
 	at := time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
 	keys := []exchange.KeyInfo{
 		{ID: "old", Algorithm: "ES256", CreatedAt: at, ActiveAt: at, RetiredAt: at.Add(time.Hour), RemoveAt: at.Add(2 * time.Hour), State: exchange.KeyRetired},
-		{ID: "new", Algorithm: "ES256", CreatedAt: at.Add(50 * time.Minute), ActiveAt: at.Add(time.Hour), State: exchange.KeyActive, Signing: true},
+		{ID: "new", Algorithm: "ES256", CreatedAt: at.Add(50 * time.Minute), ActiveAt: at.Add(time.Hour), State: exchange.KeyActive, Signing: true, Encrypted: true},
 	}
 	var table bytes.Buffer
 	if err := writeKeysTable(&table, keys); err != nil {
@@ -70,8 +70,8 @@ func TestKeyListings(t *testing.T) {
 	if err := writeKeysJSON(&js, keys); err != nil {
 		t.Fatal(err)
 	}
-	wantJSON := `{"kid":"old","alg":"ES256","state":"retired","signing":false,"created_at":"2026-03-01T12:00:00Z","active_at":"2026-03-01T12:00:00Z","retired_at":"2026-03-01T13:00:00Z","remove_at":"2026-03-01T14:00:00Z"}` + "\n" +
-		`{"kid":"new","alg":"ES256","state":"active","signing":true,"created_at":"2026-03-01T12:50:00Z","active_at":"2026-03-01T13:00:00Z"}` + "\n"
+	wantJSON := `{"kid":"old","alg":"ES256","state":"retired","signing":false,"encrypted":false,"created_at":"2026-03-01T12:00:00Z","active_at":"2026-03-01T12:00:00Z","retired_at":"2026-03-01T13:00:00Z","remove_at":"2026-03-01T14:00:00Z"}` + "\n" +
+		`{"kid":"new","alg":"ES256","state":"active","signing":true,"encrypted":true,"created_at":"2026-03-01T12:50:00Z","active_at":"2026-03-01T13:00:00Z"}` + "\n"
 	if d := cmp.Diff(wantJSON, js.String()); d != "" {
 		t.Errorf("JSON (-want +got):\n%s", d)
 	}

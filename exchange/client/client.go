@@ -4,7 +4,7 @@
 // deploy job calls its downstream API with
 //
 //	c, err := client.New(client.Config{BrokerURL: broker, Audience: []string{"deploy-api"}, IDTokenSource: src})
-//	httpClient := oauth2.NewClient(ctx, c.TokenSource(ctx))
+//	httpClient := c.HTTPClient(ctx) // or c.TokenSource(ctx) with other oauth2 users
 //
 // The package depends on neither the broker nor its storage.
 package client

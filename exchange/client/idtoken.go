@@ -71,7 +71,7 @@ func (g *GitHubActions) IDToken(ctx context.Context, audience string) (string, e
 }
 
 // AzureDevOps requests a fresh ID token from Azure Pipelines: POST
-// SYSTEM_OIDCREQUESTURI?api-version=7.1 with "Authorization: Bearer
+// SYSTEM_OIDCREQUESTURI?api-version=7.1-preview.1 with "Authorization: Bearer
 // SYSTEM_ACCESSTOKEN", answered by {"oidcToken": "<jwt>"}. Azure DevOps sets
 // the audience itself (api://AzureADTokenExchange), so a policy must name it.
 type AzureDevOps struct {
@@ -87,8 +87,9 @@ type AzureDevOps struct {
 	HTTPClient *http.Client
 }
 
-// azureAPIVersion is the version of the oidctoken REST API.
-const azureAPIVersion = "7.1"
+// azureAPIVersion is the version of the oidctoken REST API, as its
+// reference documents it (Distributed Task - Oidctoken - Create).
+const azureAPIVersion = "7.1-preview.1"
 
 // IDToken implements IDTokenSource; audience is ignored (see AzureDevOps).
 func (a *AzureDevOps) IDToken(ctx context.Context, _ string) (string, error) {

@@ -95,7 +95,7 @@ func TestAzureDevOps(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer sys-token" ||
-			q.Get("api-version") != azureAPIVersion || r.Header.Get("Content-Type") != "application/json" {
+			q.Get("api-version") != "7.1-preview.1" || r.Header.Get("Content-Type") != "application/json" {
 			http.Error(w, "bad request", http.StatusUnauthorized)
 			return
 		}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -19,9 +20,33 @@ func (c *Client) TokenSource(ctx context.Context) oauth2.TokenSource {
 }
 
 // HTTPClient returns an *http.Client that sends the credential as
-// "Authorization: Bearer ..." on every request, exchanging as needed.
+// "Authorization: Bearer ..." on every request, exchanging as needed (when
+// TokenSource says so: ExpiryDelta before expiry, by Config.Now). It uses
+// Config.HTTPClient's transport and timeout (default 30s), and follows a
+// redirect only to the same scheme and host: the bearer credential is
+// attached to every request the client sends, redirected ones included.
+//
+// oauth2.NewClient is not used: it wraps the source in an
+// oauth2.ReuseTokenSource, which keeps a credential until 10s before expiry
+// by the wall clock and so overrides ExpiryDelta.
 func (c *Client) HTTPClient(ctx context.Context) *http.Client {
-	return oauth2.NewClient(ctx, c.TokenSource(ctx))
+	return &http.Client{
+		Transport:     &oauth2.Transport{Source: c.TokenSource(ctx), Base: c.http.Transport},
+		Timeout:       c.http.Timeout,
+		CheckRedirect: sameOrigin,
+	}
+}
+
+// sameOrigin refuses (returns the redirect response itself) a redirect to
+// another scheme or host, and stops after 10 redirects like net/http.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("client: stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // cachingSource is the TokenSource of Client. oauth2.ReuseTokenSource is not

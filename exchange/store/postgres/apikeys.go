@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -75,45 +77,96 @@ func (s *Store) APIKeyByID(ctx context.Context, id string) (exchange.APIKey, err
 	return k, nil
 }
 
-// UseAPIKey spends one use of the key of hash if it is usable at now. A key
-// without a use limit is only read. A limited key is decremented by one
-// conditional UPDATE: PostgreSQL locks the row, and a concurrent UPDATE (from
-// any replica) waits for it, then re-evaluates the WHERE clause against the
-// committed row, so remaining never goes below zero and N uses are granted
-// exactly N times.
+// decrementUse spends one use of a limited key. PostgreSQL locks the row, and
+// a concurrent UPDATE (from any replica) waits for the lock, then
+// re-evaluates the WHERE clause against the committed row, so remaining
+// never goes below zero.
+const decrementUse = `UPDATE api_keys SET remaining = remaining - 1
+	WHERE hash = $1 AND remaining > 0 AND revoked_at IS NULL AND expires_at > $2`
+
+// UseAPIKey spends one use of the key of hash if it is usable at now. It is
+// UseAPIKeys of one use.
 func (s *Store) UseAPIKey(ctx context.Context, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
-	if err := sqlstore.CheckHash(hash); err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("postgres: use API key: %w", err)
+	u := &exchange.APIKeyUse{Hash: hash, Now: now}
+	if err := s.UseAPIKeys(ctx, []*exchange.APIKeyUse{u}); err != nil {
+		return exchange.APIKey{}, false, err
 	}
-	n, err := sqlstore.Nanos(now)
-	if err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("postgres: use API key: %w", err)
+	return u.Key, u.Used, u.Err
+}
+
+// UseAPIKeys runs the uses in one transaction and one round trip: per use,
+// the conditional decrement decrementUse and a read of the row, queued in a pgx
+// batch that PostgreSQL runs as one implicit transaction. Each statement
+// takes a fresh snapshot (READ COMMITTED), so the read shows the row as the
+// decrement left it, or as the concurrent transaction the decrement waited
+// for left it. The uses run in hash order, so two batches sharing keys lock
+// them in the same order and never deadlock; the sort is stable, so the
+// earlier uses of a key in the batch are the ones granted.
+func (s *Store) UseAPIKeys(ctx context.Context, uses []*exchange.APIKeyUse) error {
+	if len(uses) == 0 {
+		return nil
 	}
-	k, err := s.apiKey(ctx, selectAPIKey+"WHERE hash = $1", hash)
-	if err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("postgres: use API key: %w", err)
-	}
-	if !k.RevokedAt.IsZero() || !k.ExpiresAt.After(now) || (k.Limited() && k.Remaining <= 0) {
-		return k, false, nil
-	}
-	if !k.Limited() {
-		return k, true, nil
-	}
-	used, err := s.apiKey(ctx, `UPDATE api_keys SET remaining = remaining - 1
-		WHERE hash = $1 AND remaining > 0 AND revoked_at IS NULL AND expires_at > $2
-		RETURNING `+sqlstore.APIKeyColumns, hash, n)
-	switch {
-	case errors.Is(err, exchange.ErrNotFound):
-		// Spent, revoked or deleted since the read: report it as it is now.
-		k, err := s.apiKey(ctx, selectAPIKey+"WHERE hash = $1", hash)
+	nows := make([]int64, len(uses))
+	results := make([]exchange.APIKeyUse, len(uses))
+	order := make([]int, 0, len(uses))
+	for i, u := range uses {
+		n, err := sqlstore.CheckUse(u)
 		if err != nil {
-			return exchange.APIKey{}, false, fmt.Errorf("postgres: use API key: %w", err)
+			results[i].Err = fmt.Errorf("postgres: use API key: %w", err)
+			continue
 		}
-		return k, false, nil
-	case err != nil:
-		return exchange.APIKey{}, false, fmt.Errorf("postgres: use API key: %w", err)
+		nows[i] = n
+		order = append(order, i)
 	}
-	return used, true, nil
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(uses[a].Hash, uses[b].Hash) })
+	if len(order) > 0 {
+		if err := s.useAPIKeys(ctx, uses, nows, order, results); err != nil {
+			return fmt.Errorf("postgres: use API keys: %w", err)
+		}
+	}
+	for i, u := range uses {
+		u.Key, u.Used, u.Err = results[i].Key, results[i].Used, results[i].Err
+	}
+	return nil
+}
+
+// useAPIKeys sends the batch of UseAPIKeys for the uses listed in order and
+// fills in their results.
+func (s *Store) useAPIKeys(ctx context.Context, uses []*exchange.APIKeyUse, nows []int64, order []int, results []exchange.APIKeyUse) error {
+	var b pgx.Batch
+	for _, i := range order {
+		b.Queue(decrementUse, uses[i].Hash, nows[i])
+		b.Queue(selectAPIKey+"WHERE hash = $1", uses[i].Hash)
+	}
+	br := s.pool.SendBatch(ctx, &b)
+	for _, i := range order {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+		var r sqlstore.APIKeyRow
+		err = br.QueryRow().Scan(r.Dest()...)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			results[i].Err = fmt.Errorf("postgres: use API key: %w", exchange.ErrNotFound)
+			continue
+		case err != nil:
+			_ = br.Close()
+			return err
+		}
+		k, err := r.APIKey()
+		if err != nil {
+			// A row this store cannot decode fails its own use only (which
+			// may be spent), not the batch.
+			results[i].Err = fmt.Errorf("postgres: use API key: %w", err)
+			continue
+		}
+		results[i].Key, results[i].Used = k, sqlstore.Used(k, tag.RowsAffected() > 0, uses[i].Now)
+	}
+	// Close reads the end of the implicit transaction: an error there means
+	// it did not commit.
+	return br.Close()
 }
 
 // RevokeAPIKey marks the key of id revoked at now; it reports false for an

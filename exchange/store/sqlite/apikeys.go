@@ -81,49 +81,101 @@ func (s *Store) APIKeyByID(ctx context.Context, id string) (exchange.APIKey, err
 	return k, nil
 }
 
-// UseAPIKey spends one use of the key of hash if it is usable at now. A key
-// without a use limit is only read (no write, no lock). A limited key is
-// decremented by one conditional UPDATE on the single write connection,
-// whose WHERE clause re-checks every condition: SQLite runs one writer at a
-// time, so concurrent calls see each other's decrements and never go below
-// zero.
+// decrementUse spends one use of a limited key. Its WHERE clause re-checks
+// every condition against the row as the earlier statements of the
+// transaction left it.
+const decrementUse = `UPDATE api_keys SET remaining = remaining - 1
+	WHERE hash = ? AND remaining > 0 AND revoked_at IS NULL AND expires_at > ?
+	RETURNING ` + sqlstore.APIKeyColumns
+
+// UseAPIKey spends one use of the key of hash if it is usable at now. It is
+// UseAPIKeys of one use.
 func (s *Store) UseAPIKey(ctx context.Context, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
-	if err := sqlstore.CheckHash(hash); err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("sqlite: use API key: %w", err)
+	u := &exchange.APIKeyUse{Hash: hash, Now: now}
+	if err := s.UseAPIKeys(ctx, []*exchange.APIKeyUse{u}); err != nil {
+		return exchange.APIKey{}, false, err
 	}
-	n, err := sqlstore.Nanos(now)
-	if err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("sqlite: use API key: %w", err)
+	return u.Key, u.Used, u.Err
+}
+
+// UseAPIKeys runs the uses in one IMMEDIATE transaction on the single write
+// connection, so a batch costs one commit (one fsync of the WAL). Each use
+// is one conditional decrement, in order (a later use of a key sees the
+// earlier ones), and a read of the row when the decrement changed nothing:
+// the key is unlimited, spent, revoked, expired or unknown. SQLite runs one
+// writer at a time, so concurrent batches never take more uses than a key
+// has.
+func (s *Store) UseAPIKeys(ctx context.Context, uses []*exchange.APIKeyUse) error {
+	if len(uses) == 0 {
+		return nil
 	}
-	k, err := apiKey(ctx, s.read, "WHERE hash = ?", hash)
-	if err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("sqlite: use API key: %w", err)
-	}
-	if !k.RevokedAt.IsZero() || !k.ExpiresAt.After(now) || (k.Limited() && k.Remaining <= 0) {
-		return k, false, nil
-	}
-	if !k.Limited() {
-		return k, true, nil
-	}
-	var r sqlstore.APIKeyRow
-	err = s.write.QueryRowContext(ctx, `UPDATE api_keys SET remaining = remaining - 1
-		WHERE hash = ? AND remaining > 0 AND revoked_at IS NULL AND expires_at > ?
-		RETURNING `+sqlstore.APIKeyColumns, hash, n).Scan(r.Dest()...)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		// Spent, revoked or deleted since the read: report it as it is now.
-		k, err := apiKey(ctx, s.write, "WHERE hash = ?", hash)
+	nows := make([]int64, len(uses))
+	results := make([]exchange.APIKeyUse, len(uses))
+	valid := 0
+	for i, u := range uses {
+		n, err := sqlstore.CheckUse(u)
 		if err != nil {
-			return exchange.APIKey{}, false, fmt.Errorf("sqlite: use API key: %w", err)
+			results[i].Err = fmt.Errorf("sqlite: use API key: %w", err)
+			continue
 		}
-		return k, false, nil
-	case err != nil:
-		return exchange.APIKey{}, false, fmt.Errorf("sqlite: use API key: %w", err)
+		nows[i], valid = n, valid+1
 	}
-	if k, err = r.APIKey(); err != nil {
-		return exchange.APIKey{}, false, fmt.Errorf("sqlite: use API key: %w", err)
+	if valid > 0 {
+		if err := s.useAPIKeys(ctx, uses, nows, results); err != nil {
+			return fmt.Errorf("sqlite: use API keys: %w", err)
+		}
 	}
-	return k, true, nil
+	for i, u := range uses {
+		u.Key, u.Used, u.Err = results[i].Key, results[i].Used, results[i].Err
+	}
+	return nil
+}
+
+// useAPIKeys runs the transaction of UseAPIKeys, skipping the uses whose
+// result already holds an error, and fills in the others' results.
+func (s *Store) useAPIKeys(ctx context.Context, uses []*exchange.APIKeyUse, nows []int64, results []exchange.APIKeyUse) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	dec, err := tx.PrepareContext(ctx, decrementUse)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	get, err := tx.PrepareContext(ctx, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys WHERE hash = ?`)
+	if err != nil {
+		return err
+	}
+	defer get.Close()
+	for i, u := range uses {
+		if results[i].Err != nil {
+			continue
+		}
+		var r sqlstore.APIKeyRow
+		err := dec.QueryRowContext(ctx, u.Hash, nows[i]).Scan(r.Dest()...)
+		decremented := err == nil
+		if errors.Is(err, sql.ErrNoRows) {
+			err = get.QueryRowContext(ctx, u.Hash).Scan(r.Dest()...)
+		}
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			results[i].Err = fmt.Errorf("sqlite: use API key: %w", exchange.ErrNotFound)
+			continue
+		case err != nil:
+			return err
+		}
+		k, err := r.APIKey()
+		if err != nil {
+			// A row this store cannot decode fails its own use only (which
+			// may be spent), not the batch.
+			results[i].Err = fmt.Errorf("sqlite: use API key: %w", err)
+			continue
+		}
+		results[i].Key, results[i].Used = k, sqlstore.Used(k, decremented, u.Now)
+	}
+	return tx.Commit()
 }
 
 // RevokeAPIKey marks the key of id revoked at now; it reports false for an
