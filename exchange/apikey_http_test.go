@@ -84,13 +84,6 @@ func (s *flakyStore) InsertAPIKeys(ctx context.Context, keys []exchange.APIKey) 
 	return s.Store.InsertAPIKeys(ctx, keys)
 }
 
-func (s *flakyStore) UseAPIKey(ctx context.Context, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
-	if err := s.check(); err != nil {
-		return exchange.APIKey{}, false, err
-	}
-	return s.Store.UseAPIKey(ctx, hash, now)
-}
-
 func (s *flakyStore) UseAPIKeys(ctx context.Context, uses []*exchange.APIKeyUse) error {
 	if err := s.check(); err != nil {
 		return err

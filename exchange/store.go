@@ -217,14 +217,12 @@ type APIKeyStore interface {
 	APIKeyByHash(ctx context.Context, hash []byte) (APIKey, error)
 	// APIKeyByID returns the key of the given id, or ErrNotFound.
 	APIKeyByID(ctx context.Context, id string) (APIKey, error)
-	// UseAPIKey spends one use of the key of hash if it is usable at now:
-	// held, not revoked, ExpiresAt after now and, when limited, with a use
-	// left. It returns the key as it stands after the call and whether a
-	// use was granted. The check and the decrement are one atomic step
-	// across every replica: N concurrent calls on a key with N uses grant
-	// exactly N. An unknown hash gives ErrNotFound.
-	UseAPIKey(ctx context.Context, hash []byte, now time.Time) (key APIKey, used bool, err error)
-	// UseAPIKeys is UseAPIKey for a batch, in one transaction (one commit):
+	// UseAPIKeys spends one use per item of the key of its hash if it is
+	// usable at its Now: held, not revoked, ExpiresAt after Now and, when
+	// limited, with a use left; the check and the decrement are one atomic
+	// step across every replica (N concurrent uses of a key with N uses
+	// grant exactly N). Each item gets the key as it stands after its use.
+	// A batch is one transaction (one commit):
 	// each use is decided in order, against the key as the earlier uses of
 	// the batch left it (N uses of a key with N-1 remaining: the first N-1
 	// are granted), and its Key, Used and Err are set. A use of an unknown
@@ -232,8 +230,7 @@ type APIKeyStore interface {
 	// failing the others. A returned error means the store failed: the
 	// transaction is rolled back (unless the failure hid its commit, as a
 	// lost connection can), the uses' results are meaningless and each use
-	// must be treated as refused. It is atomic across every replica, like
-	// UseAPIKey.
+	// must be treated as refused.
 	UseAPIKeys(ctx context.Context, uses []*APIKeyUse) error
 	// RevokeAPIKey marks the key of id revoked at now and reports whether it
 	// was held and not yet revoked.

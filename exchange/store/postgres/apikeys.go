@@ -84,16 +84,6 @@ func (s *Store) APIKeyByID(ctx context.Context, id string) (exchange.APIKey, err
 const decrementUse = `UPDATE api_keys SET remaining = remaining - 1
 	WHERE hash = $1 AND remaining > 0 AND revoked_at IS NULL AND expires_at > $2`
 
-// UseAPIKey spends one use of the key of hash if it is usable at now. It is
-// UseAPIKeys of one use.
-func (s *Store) UseAPIKey(ctx context.Context, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
-	u := &exchange.APIKeyUse{Hash: hash, Now: now}
-	if err := s.UseAPIKeys(ctx, []*exchange.APIKeyUse{u}); err != nil {
-		return exchange.APIKey{}, false, err
-	}
-	return u.Key, u.Used, u.Err
-}
-
 // UseAPIKeys runs the uses in one transaction and one round trip: per use,
 // the conditional decrement decrementUse and a read of the row, queued in a pgx
 // batch that PostgreSQL runs as one implicit transaction. Each statement

@@ -88,16 +88,6 @@ const decrementUse = `UPDATE api_keys SET remaining = remaining - 1
 	WHERE hash = ? AND remaining > 0 AND revoked_at IS NULL AND expires_at > ?
 	RETURNING ` + sqlstore.APIKeyColumns
 
-// UseAPIKey spends one use of the key of hash if it is usable at now. It is
-// UseAPIKeys of one use.
-func (s *Store) UseAPIKey(ctx context.Context, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
-	u := &exchange.APIKeyUse{Hash: hash, Now: now}
-	if err := s.UseAPIKeys(ctx, []*exchange.APIKeyUse{u}); err != nil {
-		return exchange.APIKey{}, false, err
-	}
-	return u.Key, u.Used, u.Err
-}
-
 // UseAPIKeys runs the uses in one IMMEDIATE transaction on the single write
 // connection, so a batch costs one commit (one fsync of the WAL). Each use
 // is one conditional decrement, in order (a later use of a key sees the

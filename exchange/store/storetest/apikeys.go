@@ -67,7 +67,7 @@ func testAPIKeyRoundTrip(t *testing.T, open func(t *testing.T) exchange.Store) {
 	if _, err := s.APIKeyByID(ctx(t), "kid_unknown"); !errors.Is(err, exchange.ErrNotFound) {
 		t.Errorf("APIKeyByID(unknown) = %v, want ErrNotFound", err)
 	}
-	if _, _, err := s.UseAPIKey(ctx(t), unknown[:], base); !errors.Is(err, exchange.ErrNotFound) {
+	if _, _, err := useOne(ctx(t), s, unknown[:], base); !errors.Is(err, exchange.ErrNotFound) {
 		t.Errorf("UseAPIKey(unknown) = %v, want ErrNotFound", err)
 	}
 }
@@ -145,7 +145,7 @@ func testUseAPIKey(t *testing.T, open func(t *testing.T) exchange.Store) {
 				}
 			}
 			for i, st := range tt.steps {
-				got, used, err := s.UseAPIKey(ctx(t), k.Hash, base.Add(st.at))
+				got, used, err := useOne(ctx(t), s, k.Hash, base.Add(st.at))
 				if err != nil {
 					t.Fatalf("step %d: UseAPIKey: %v", i, err)
 				}
@@ -169,7 +169,7 @@ func testUseAPIKeyConcurrent(t *testing.T, open func(t *testing.T) exchange.Stor
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
-		wg.Go(func() { _, used[i], errs[i] = s.UseAPIKey(ctx(t), k.Hash, base.Add(time.Minute)) })
+		wg.Go(func() { _, used[i], errs[i] = useOne(ctx(t), s, k.Hash, base.Add(time.Minute)) })
 	}
 	wg.Wait()
 	granted := 0

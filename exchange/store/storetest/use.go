@@ -194,8 +194,17 @@ func testUseAPIKeysConcurrentSameKey(t *testing.T, open func(t *testing.T) excha
 			t.Errorf("use %d of %d: used=%t, %v, %v; want used", i, n, u.Used, errs[i], u.Err)
 		}
 	}
-	last, used, err := s.UseAPIKey(ctx(t), k.Hash, base.Add(time.Minute))
+	last, used, err := useOne(ctx(t), s, k.Hash, base.Add(time.Minute))
 	if err != nil || used || last.Remaining != 0 {
 		t.Errorf("use %d: used=%t remaining=%d, %v; want refused with 0 left", n+1, used, last.Remaining, err)
 	}
+}
+
+// useOne spends one use of the key of hash: UseAPIKeys of one item.
+func useOne(ctx context.Context, s exchange.Store, hash []byte, now time.Time) (exchange.APIKey, bool, error) {
+	u := &exchange.APIKeyUse{Hash: hash, Now: now}
+	if err := s.UseAPIKeys(ctx, []*exchange.APIKeyUse{u}); err != nil {
+		return exchange.APIKey{}, false, err
+	}
+	return u.Key, u.Used, u.Err
 }
