@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,8 +20,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/exchange"
 	"github.com/tokenbroker/tokenbroker/exchange/store/sqlite"
-	"github.com/tokenbroker/tokenbroker/policy"
-	"github.com/tokenbroker/tokenbroker/providers"
 	"github.com/tokenbroker/tokenbroker/providers/devissuer"
 )
 
@@ -132,27 +129,7 @@ func newKeyBrokerOn(tb testing.TB, db exchange.Store) *keyBroker {
 func newKeyBrokerUses(tb testing.TB, db exchange.Store, uses string) *keyBroker {
 	tb.Helper()
 	tb.Cleanup(func() { _ = db.Close() })
-	srv := httptest.NewUnstartedServer(nil)
-	srv.Start()
-	tb.Cleanup(srv.Close)
-	iss, err := devissuer.New(devissuer.Options{URL: srv.URL, ProductionLike: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv.Config.Handler = iss.Handler()
-	reg, err := providers.New([]providers.Config{{Name: "github", Preset: providers.PresetGitHubActions, Issuer: srv.URL}}, providers.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	polFile := filepath.Join(dir, "p.yaml")
-	if err := os.WriteFile(polFile, []byte(strings.ReplaceAll(keyPolicies, "%USES%", uses)), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	set, err := policy.LoadPath(polFile, policy.LoadOptions{Issuers: []policy.Issuer{{Name: "github", URL: srv.URL, TenantClaims: []string{"repository_owner_id"}}}})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	iss, reg, set := newTestIssuer(tb, strings.ReplaceAll(keyPolicies, "%USES%", uses))
 	ctx := context.Background()
 	st := &flakyStore{Store: db}
 	km, err := exchange.NewKeyManager(ctx, st, "ES256", nil)

@@ -53,6 +53,25 @@ func newTestExchanger(tb testing.TB, singleUse string) (*exchange.Exchanger, *de
 func newTestExchangerOn(tb testing.TB, singleUse string, st exchange.Store) (*exchange.Exchanger, *devissuer.Issuer, *exchange.KeyManager) {
 	tb.Helper()
 	tb.Cleanup(func() { _ = st.Close() })
+	iss, reg, set := newTestIssuer(tb, strings.ReplaceAll(benchPolicy, "%SINGLE%", singleUse))
+	ctx := context.Background()
+	keys, err := exchange.NewKeyManager(ctx, st, "ES256", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	x, err := exchange.NewExchanger(exchange.Config{Issuer: "https://broker.test", Verifier: reg, Policies: set, Replay: st, Signer: keys})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = x.Close() })
+	return x, iss, keys
+}
+
+// newTestIssuer starts a GitHub-shaped issuer over HTTP and returns it with
+// a providers registry trusting it and the policy set loaded from
+// policyYAML (written to a file, as serve loads it).
+func newTestIssuer(tb testing.TB, policyYAML string) (*devissuer.Issuer, *providers.Registry, *policy.Set) {
+	tb.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	tb.Cleanup(srv.Close)
@@ -65,27 +84,15 @@ func newTestExchangerOn(tb testing.TB, singleUse string, st exchange.Store) (*ex
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dir := tb.TempDir()
-	polFile := filepath.Join(dir, "p.yaml")
-	pol := []byte(strings.ReplaceAll(benchPolicy, "%SINGLE%", singleUse))
-	if err := os.WriteFile(polFile, pol, 0o600); err != nil {
+	polFile := filepath.Join(tb.TempDir(), "p.yaml")
+	if err := os.WriteFile(polFile, []byte(policyYAML), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	set, err := policy.LoadPath(polFile, policy.LoadOptions{Issuers: []policy.Issuer{{Name: "github", URL: srv.URL, TenantClaims: []string{"repository_owner_id"}}}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx := context.Background()
-	keys, err := exchange.NewKeyManager(ctx, st, "ES256", nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	x, err := exchange.NewExchanger(exchange.Config{Issuer: "https://broker.test", Verifier: reg, Policies: set, Replay: st, Signer: keys})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = x.Close() })
-	return x, iss, keys
+	return iss, reg, set
 }
 
 func benchRequest(tb testing.TB, iss *devissuer.Issuer) *exchange.Request {
